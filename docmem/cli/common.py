@@ -1,0 +1,51 @@
+"""What every command shares: settings from the layers, errors as one line, logging."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, TypeVar
+
+import click
+
+from docmem.config import Settings, load_settings
+from docmem.errors import DocmemError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_from(ctx: click.Context, **flags: Any) -> Settings:
+    base = ctx.obj or {}
+    return load_settings(**{**base, **flags})
+
+
+def user_errors(fn: F) -> F:
+    """Turn DocmemError into click's one-line error (exit 1); bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DocmemError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def corpus_option(fn: F) -> F:
+    return click.option("--corpus", "-c", default=None, help="Corpus name (default: 'default').")(fn)
+
+
+def qdrant_options(fn: F) -> F:
+    fn = click.option("--qdrant-api-key", default=None, envvar="QDRANT_API_KEY",
+                      help="API key for --qdrant-url.")(fn)
+    return click.option("--qdrant-url", default=None, envvar="QDRANT_URL",
+                        help="Qdrant server/cluster URL (default: embedded Qdrant Edge).")(fn)
+
+
+def configure_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("pypdf", "httpx", "httpx2", "unstructured"):
+        if verbose < 2:
+            logging.getLogger(noisy).setLevel(logging.ERROR)

@@ -1,0 +1,28 @@
+"""``docmem``: the entry point. Commands live in their own modules."""
+
+from __future__ import annotations
+
+import click
+
+from docmem import __version__
+from docmem.cli.common import configure_logging
+from docmem.cli.corpora_cmd import corpora
+from docmem.cli.ingest_cmd import ingest
+from docmem.cli.search_cmd import search
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(), default=None, envvar="DOCMEM_HOME",
+              help="Data home (corpora, sessions, config.toml). Default: ~/.local/share/docmem.")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+@click.version_option(__version__, prog_name="docmem")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, verbose: int) -> None:
+    """Answer questions about large document collections, with checkable citations."""
+    configure_logging(verbose)
+    ctx.obj = {"home": home} if home else {}
+
+
+cli.add_command(ingest)
+cli.add_command(search)
+cli.add_command(corpora)

@@ -1,0 +1,62 @@
+"""``docmem search``: the agent's archival search, for people."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.schema import Hit, SearchPage
+from docmem.store.corpus import open_corpus
+
+
+def location(hit: Hit) -> str:
+    c = hit.chunk
+    where = c.path
+    if c.page is not None:
+        where += f" p.{c.page}" + (f"-{c.page_end}" if c.page_end and c.page_end != c.page else "")
+    return where
+
+
+def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
+    console.print(f"[bold]{page.header()}[/bold] [dim]({page.mode})[/dim]")
+    for hit in page.hits:
+        c = hit.chunk
+        heading = " > ".join(c.headings)
+        console.print(
+            f"\n[bold cyan]{hit.rank}.[/bold cyan] [bold]{escape(location(hit))}[/bold]"
+            f"  [dim]{c.id}  score {hit.score:.3f}[/dim]", highlight=False,
+        )
+        if heading:
+            console.print(f"   [green]{escape(heading)}[/green]", highlight=False)
+        text = " ".join(c.text.split())
+        console.print("   " + escape(text[:width] + ("…" if len(text) > width else "")), highlight=False)
+
+
+@click.command()
+@click.argument("query")
+@corpus_option
+@click.option("--page", "-p", type=int, default=1, show_default=True, help="Page of results (from 1).")
+@click.option("--page-size", "-k", type=int, default=None, help="Results per page (default 5).")
+@click.option("--path", "path_glob", default=None, metavar="GLOB", help="Only files matching this glob, e.g. '*.pdf'.")
+@click.option("--fusion", default=None, help="rrf[:K[:W_BM25,W_DENSE]], dbsf, bm25 or dense.")
+@click.option("--json", "as_json", is_flag=True, help="Structured output.")
+@qdrant_options
+@click.pass_context
+@user_errors
+def search(ctx: click.Context, query: str, corpus: str | None, page: int, page_size: int | None,
+           path_glob: str | None, fusion: str | None, as_json: bool, qdrant_url: str | None,
+           qdrant_api_key: str | None) -> None:
+    """Search a corpus and print one page of cited results."""
+    from docmem.search import search as run_search
+
+    settings = settings_from(ctx, corpus=corpus, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
+    with open_corpus(settings) as opened:
+        result = run_search(opened, query, page=page, page_size=page_size, path=path_glob, ranking=fusion)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        render_page(result, Console())

@@ -1,0 +1,151 @@
+"""The records that cross layers: a chunk as ingest writes it, a hit as search returns it.
+
+Point ids derive from (document content hash, chunk index), so writing the same file
+twice yields the same points: re-ingesting is idempotent and a crash resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# uuid5 namespace for docmem point ids (any fixed UUID works; this one is ours).
+_NAMESPACE = uuid.UUID("6b1d2c0e-2f0a-5a7e-9d4c-64f0c3d1e8a1")
+
+# Payload kind of a corpus chunk vs a fact the agent stored with archival_insert.
+KIND_DOCUMENT = "document"
+KIND_NOTE = "note"
+
+
+def chunk_id(doc_hash: str, index: int) -> str:
+    """The short, stable id a person (or the agent) cites: 12 hex digits, dash, index."""
+    return f"{doc_hash[:12]}-{index}"
+
+
+def point_id(doc_hash: str, index: int) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{doc_hash}:{index}"))
+
+
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One passage of a document with everything needed to cite it."""
+
+    doc_hash: str
+    index: int
+    text: str
+    path: str  # relative to the ingested root, POSIX separators
+    title: str
+    page: int | None = None  # 1-based PDF page where the chunk starts
+    page_end: int | None = None  # page where it ends (a chunk may straddle a page break)
+    section: str | None = None  # nearest heading, for formats without pages
+    headings: tuple[str, ...] = ()
+    char_start: int = 0  # span in the document's extracted text
+    char_end: int = 0
+    kind: str = KIND_DOCUMENT
+
+    @property
+    def id(self) -> str:
+        return chunk_id(self.doc_hash, self.index)
+
+    @property
+    def point_id(self) -> str:
+        return point_id(self.doc_hash, self.index)
+
+    def payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["headings"] = list(self.headings)
+        data["chunk_id"] = self.id
+        return data
+
+    def embed_text(self) -> str:
+        """What both BM25 and the dense model see: the text under its title and headings.
+
+        The stored text stays verbatim (citations are checked against it); the context line
+        lets a passage that never names its subject still be found by it.
+        """
+        return embed_text_of(self.payload())
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> "Chunk":
+        known = {k: payload[k] for k in cls.__dataclass_fields__ if k in payload}
+        known["headings"] = tuple(known.get("headings") or ())
+        return cls(**known)
+
+
+def embed_text_of(payload: dict[str, Any]) -> str:
+    """``Chunk.embed_text`` from a partial payload (title, headings, text)."""
+    context = " > ".join(h for h in (payload.get("title"), *(payload.get("headings") or ())) if h)
+    text = payload.get("text", "")
+    return f"{context}\n{text}" if context else text
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A ranked chunk as search returns it (structured; formatting is a separate layer)."""
+
+    rank: int  # 1-based over the whole result list, stable across pages
+    score: float
+    chunk: Chunk
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "score": self.score, **self.chunk.payload()}
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of results and the truth about the whole list."""
+
+    query: str
+    page: int  # 1-based
+    page_size: int
+    hits: list[Hit]
+    total: int  # candidates retrieved (capped)
+    capped: bool  # True when there may be more than `total`
+    mode: str  # "hybrid" | "bm25" | "dense"
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+    @property
+    def first(self) -> int:
+        return (self.page - 1) * self.page_size + 1 if self.hits else 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.hits) - 1 if self.hits else 0
+
+    def total_label(self) -> str:
+        return f"{self.total}+" if self.capped else str(self.total)
+
+    def header(self) -> str:
+        if not self.total:
+            return f'No results for "{self.query}"'
+        pages = f"{self.pages}+" if self.capped else str(self.pages)
+        if not self.hits:
+            return (
+                f"Page {self.page} is past the last page: {self.total_label()} results "
+                f"({pages} pages)"
+            )
+        return (
+            f"Showing results {self.first}-{self.last} of {self.total_label()} "
+            f"(page {self.page} of {pages})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "header": self.header(),
+            "page": self.page,
+            "page_size": self.page_size,
+            "pages": self.pages,
+            "total": self.total,
+            "capped": self.capped,
+            "mode": self.mode,
+            "filters": self.filters,
+            "hits": [h.as_dict() for h in self.hits],
+        }

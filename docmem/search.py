@@ -1,0 +1,105 @@
+"""Archival search: the one function both ``docmem search`` and the agent's
+``archival_search`` call. It returns structured pages; formatting is elsewhere.
+
+Ranking is one Qdrant query: BM25 and dense lists prefetched and fused inside the engine.
+"Of N" is honest: N is the number of candidates ranked (up to ``candidates``), shown as
+"N+" when the cap was reached. Pages are slices of that one ranked list, so page 2 never
+repeats page 1.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+
+from docmem.embedders import bm25_query
+from docmem.errors import DocmemError
+from docmem.schema import Hit, SearchPage
+from docmem.store.base import DENSE, SPARSE, FusionSpec, VectorQuery
+from docmem.store.corpus import Corpus
+
+# UUIDs, hex ids, and tokens mixing letters and digits (error codes, part numbers, versions).
+_IDENTIFIER = re.compile(
+    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
+    r"|\b[0-9a-f]{10,}\b"
+    r"|\b(?=[A-Za-z_-]*\d)(?=\d*[A-Za-z])[A-Za-z0-9_.-]{4,}\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How the lists are combined; parsed from a setting like ``rrf:60:1,3``."""
+
+    mode: str  # "hybrid" | "bm25" | "dense"
+    fusion: FusionSpec
+
+    @classmethod
+    def parse(cls, text: str) -> "Ranking":
+        parts = text.strip().lower().split(":")
+        method = parts[0]
+        if method in ("bm25", "dense"):
+            return cls(method, FusionSpec())
+        if method == "dbsf":
+            return cls("hybrid", FusionSpec("dbsf"))
+        if method == "rrf":
+            try:
+                k = int(parts[1]) if len(parts) > 1 and parts[1] else 60
+                weights = tuple(float(w) for w in parts[2].split(",")) if len(parts) > 2 else None
+            except ValueError:
+                raise DocmemError(f"bad fusion {text!r}: expected rrf[:K[:W_BM25,W_DENSE]]") from None
+            if weights is not None and len(weights) != 2:
+                raise DocmemError(f"bad fusion {text!r}: give two weights, BM25 then dense")
+            return cls("hybrid", FusionSpec("rrf", k, weights))
+        raise DocmemError(f"unknown fusion {text!r}: use rrf[:K[:W_BM25,W_DENSE]], dbsf, bm25 or dense")
+
+
+def looks_like_identifier(query: str) -> bool:
+    """Exact identifiers (UUIDs, codes) are BM25's job: dense vectors blur them."""
+    return bool(_IDENTIFIER.search(query))
+
+
+def matching_paths(corpus: Corpus, glob: str) -> list[str]:
+    return [p for p in corpus.manifest.paths() if fnmatch.fnmatchcase(p, glob)]
+
+
+def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None = None,
+           path: str | None = None, ranking: str | None = None,
+           candidates: int | None = None) -> SearchPage:
+    settings = corpus.settings
+    page_size = page_size or settings.page_size
+    cap = candidates or settings.candidates
+    if page < 1 or page_size < 1:
+        raise DocmemError("--page and --page-size start at 1")
+    if not query.strip():
+        raise DocmemError("empty query")
+    plan = Ranking.parse(ranking or settings.fusion)
+    filters = {"path": path} if path else {}
+    paths = matching_paths(corpus, path) if path else None
+    if paths == []:
+        return SearchPage(query, page, page_size, [], 0, False, plan.mode, filters)
+
+    lists = _lists(corpus, query, plan, cap)
+    mode = "hybrid" if len(lists) == 2 else lists[0].using.replace(SPARSE, "bm25")
+    fusion = plan.fusion
+    if len(lists) == 2 and looks_like_identifier(query) and fusion.method == "rrf" and fusion.weights:
+        fusion = FusionSpec("rrf", fusion.k, (max(fusion.weights), min(fusion.weights)))
+    scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths)
+    window = scored[(page - 1) * page_size: page * page_size]
+    chunks = {c.point_id: c for c in corpus.store.retrieve([s.point_id for s in window])}
+    hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id])
+            for i, s in enumerate(window) if s.point_id in chunks]
+    return SearchPage(query, page, page_size, hits, len(scored), len(scored) >= cap, mode, filters)
+
+
+def _lists(corpus: Corpus, query: str, plan: Ranking, cap: int) -> list[VectorQuery]:
+    sparse = VectorQuery(SPARSE, bm25_query(query), cap)
+    if plan.mode == "bm25" or not corpus.has_dense:
+        return [sparse]  # a query of only stopwords simply finds nothing here
+    embedder = corpus.embedder
+    assert embedder is not None
+    dense = VectorQuery(DENSE, embedder.embed_query(query), cap)
+    if plan.mode == "dense":
+        return [dense]
+    return [sparse, dense]

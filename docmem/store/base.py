@@ -1,0 +1,88 @@
+"""The backend-neutral shape of archival storage and of a query against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from docmem.schema import Chunk
+
+SPARSE = "bm25"
+DENSE = "dense"
+
+# Payload fields with an index: filters and look-ups on them stay fast at scale.
+KEYWORD_FIELDS = ("path", "chunk_id", "doc_hash", "kind")
+INTEGER_FIELDS = ("index",)
+
+
+@dataclass(frozen=True)
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    """One ranked list: a query vector against one named vector."""
+
+    using: str  # SPARSE or DENSE
+    vector: SparseVec | list[float]
+    limit: int
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """How two ranked lists become one: weighted RRF or DBSF (Qdrant's own fusions)."""
+
+    method: str = "rrf"  # "rrf" | "dbsf"
+    k: int = 60
+    weights: tuple[float, ...] | None = None  # per list, in prefetch order
+
+
+Prefetch = VectorQuery
+
+
+@dataclass(frozen=True)
+class Scored:
+    point_id: str
+    score: float
+
+
+class ArchivalStore(Protocol):
+    """What ingest, search and the agent need from a Qdrant collection."""
+
+    dense_dim: int | None
+
+    def upsert(
+        self, chunks: Sequence[Chunk], sparse: Sequence[SparseVec],
+        dense: Sequence[list[float]] | None = None,
+    ) -> None: ...
+
+    def delete_paths(self, paths: Sequence[str]) -> None: ...
+
+    def set_dense(self, point_ids: Sequence[str], vectors: Sequence[list[float]]) -> None: ...
+
+    def missing_dense(self, limit: int) -> list[tuple[str, str]]:
+        """(point id, text) of chunks that have no dense vector yet."""
+        ...
+
+    def count(self, paths: Sequence[str] | None = None, missing_dense: bool = False) -> int: ...
+
+    def query(
+        self, lists: Sequence[VectorQuery], fusion: FusionSpec | None, limit: int,
+        paths: Sequence[str] | None = None,
+    ) -> list[Scored]: ...
+
+    def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]: ...
+
+    def by_chunk_ids(self, chunk_ids: Sequence[str]) -> list[Chunk]: ...
+
+    def neighbours(self, path: str, first: int, last: int) -> list[Chunk]:
+        """Chunks of one document with first <= index <= last, in order."""
+        ...
+
+    def flush(self) -> None: ...
+
+    def optimize(self) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,109 @@
+"""The corpus manifest: which files are in archival storage, at which content hash.
+
+A file's row is committed only after the upsert it describes has reached the store, so
+after a crash the manifest never claims more than Qdrant holds; the next run redoes the
+difference, and deterministic point ids make the redo idempotent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,          -- relative to its root, POSIX separators
+    root TEXT NOT NULL,             -- absolute path of the folder it was found under
+    hash TEXT NOT NULL,             -- sha256 of the content
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,           -- 'ok' | 'failed'
+    reason TEXT,                    -- why it failed, or a warning
+    title TEXT,
+    pages INTEGER NOT NULL DEFAULT 0,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    ingested_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_root ON files(root);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    root: str
+    hash: str
+    size: int
+    mtime_ns: int
+    status: str
+    reason: str | None
+    title: str | None
+    pages: int
+    chunks: int
+    ingested_at: float
+
+
+class Manifest:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    # -- meta -----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # -- files ----------------------------------------------------------------
+
+    def get(self, path: str) -> FileRecord | None:
+        row = self.db.execute("SELECT * FROM files WHERE path=?", (path,)).fetchone()
+        return FileRecord(*row) if row else None
+
+    def files(self, root: str | None = None) -> Iterator[FileRecord]:
+        if root is None:
+            rows = self.db.execute("SELECT * FROM files ORDER BY path")
+        else:
+            rows = self.db.execute("SELECT * FROM files WHERE root=? ORDER BY path", (root,))
+        for row in rows.fetchall():
+            yield FileRecord(*row)
+
+    def paths(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM files WHERE status='ok' ORDER BY path")]
+
+    def put(self, record: FileRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (record.path, record.root, record.hash, record.size, record.mtime_ns, record.status,
+             record.reason, record.title, record.pages, record.chunks, record.ingested_at),
+        )
+
+    def touch(self, path: str, mtime_ns: int) -> None:
+        self.db.execute("UPDATE files SET mtime_ns=? WHERE path=?", (mtime_ns, path))
+
+    def remove(self, path: str) -> None:
+        self.db.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def totals(self) -> tuple[int, int, int]:
+        """(files ok, files failed, chunks)."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(status='ok'),0), COALESCE(SUM(status='failed'),0), COALESCE(SUM(chunks),0) FROM files"
+        ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""Writes the corpus: discover -> load -> chunk -> embed -> write (see DESIGN.md)."""
