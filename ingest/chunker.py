@@ -145,7 +145,10 @@ class Chunker:
             end = group[-1].end
             pages = [p.block.page for p in group if p.block.page is not None]
             start_page = _page_at(pieces, start) or (pages[0] if pages else None)
-            headings = first.block.headings
+            # The heading path of the chunk's first body text: headings that open the chunk
+            # are its ancestors, so "# Guide / ## Owls / text" is cited as Guide > Owls.
+            body = next((p for p in group if not p.block.is_heading), first)
+            headings = body.block.headings
             chunks.append(Chunk(
                 doc_hash=doc_hash, index=index, text=text[start:end], path=path, title=document.title,
                 page=start_page, page_end=pages[-1] if pages else None,

@@ -12,7 +12,7 @@ DENSE = "dense"
 
 # Payload fields with an index: filters and look-ups on them stay fast at scale.
 KEYWORD_FIELDS = ("path", "chunk_id", "doc_hash", "kind")
-INTEGER_FIELDS = ("index",)
+INTEGER_FIELDS = ("index", "page", "page_end")
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ class ArchivalStore(Protocol):
 
     def neighbours(self, path: str, first: int, last: int) -> list[Chunk]:
         """Chunks of one document with first <= index <= last, in order."""
+        ...
+
+    def on_page(self, path: str, page: int) -> list[Chunk]:
+        """Chunks of one document that start on or span the given page, in order."""
         ...
 
     def flush(self) -> None: ...

@@ -159,6 +159,14 @@ class EdgeStore:
         ])
         return sorted(self._scroll_all(flt), key=lambda c: c.index)
 
+    def on_page(self, path: str, page: int) -> list[Chunk]:
+        flt = qe.Filter(must=[
+            qe.FieldCondition("path", match=qe.MatchValue(path)),
+            qe.FieldCondition("page", range=qe.RangeFloat(lte=page)),
+            qe.FieldCondition("page_end", range=qe.RangeFloat(gte=page)),
+        ])
+        return sorted(self._scroll_all(flt), key=lambda c: c.index)
+
     def flush(self) -> None:
         self.shard.flush()
 

@@ -165,6 +165,15 @@ class ServerStore:
         ])
         return sorted(self._scroll_all(flt), key=lambda c: c.index)
 
+    def on_page(self, path: str, page: int) -> list[Chunk]:
+        m = self.m
+        flt = m.Filter(must=[
+            m.FieldCondition(key="path", match=m.MatchValue(value=path)),
+            m.FieldCondition(key="page", range=m.Range(lte=page)),
+            m.FieldCondition(key="page_end", range=m.Range(gte=page)),
+        ])
+        return sorted(self._scroll_all(flt), key=lambda c: c.index)
+
     def flush(self) -> None:
         """The server persists each write it acknowledged (wait=True)."""
 

@@ -1,0 +1,1 @@
+"""The paging agent: MemGPT's memory hierarchy and heartbeat loop over archival storage."""

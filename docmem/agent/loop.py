@@ -1,0 +1,385 @@
+"""The heartbeat loop: events in, LLM calls, function calls, until an answer or a yield.
+
+``Agent.run`` is a generator of typed steps, readable top to bottom: each turn checks
+memory pressure (warn at ~70%, flush at 100%), calls the processor, executes its function
+calls in order, and continues while a heartbeat was requested or a call failed. A step
+budget and identical-call detection end runaway chains with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pydantic import ValidationError
+
+from docmem import prompts
+from docmem.agent.functions import TOOLS, CitationResult, State
+from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
+from docmem.agent.recall import Recall
+from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
+from docmem.llm.jsonfix import repair_json_arguments
+from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
+from docmem.store.corpus import Corpus
+from docmem.tokens import TokenCounter
+
+WARN_AT = 0.70
+REPEAT_LIMIT = 3
+PLAIN_TEXT_NUDGES = 2
+
+
+# -- steps: what the loop yields, for the CLI, the TUI, the trace and the tests -------------
+
+
+@dataclass(frozen=True)
+class LLMStep:
+    step: int
+    usage: Usage
+    tokens_in: int
+    tokens_out: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CallStep:
+    step: int
+    name: str
+    arguments: dict[str, Any] | None
+    result: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class MemoryStep:
+    kind: str  # "warning" | "flush"
+    detail: str
+    evicted: int = 0
+    hidden: int = 0
+
+
+@dataclass(frozen=True)
+class MessageStep:
+    text: str  # send_message, or plain text from the model
+
+
+@dataclass
+class AnswerResult:
+    status: str  # "answered" | "abstained" | "error" | "interrupted" | "yielded"
+    answer: str
+    citations: list[CitationResult] = field(default_factory=list)
+    steps: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["citations"] = [c.as_dict() for c in self.citations]
+        return data
+
+
+@dataclass(frozen=True)
+class FinalStep:
+    result: AnswerResult
+
+
+Step = LLMStep | CallStep | MemoryStep | MessageStep | FinalStep
+
+
+class Trace:
+    """--trace FILE: every step as one JSON line."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "a", encoding="utf-8")
+
+    def write(self, step: Step) -> None:
+        record: dict[str, Any] = {"type": type(step).__name__, "time": time.time()}
+        for key, value in step.__dict__.items():
+            if isinstance(value, Usage):
+                value = value.as_dict()
+            elif isinstance(value, AnswerResult):
+                value = value.as_dict()
+            record[key] = value
+        self.fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class Agent:
+    def __init__(self, processor: Processor, corpus: Corpus, recall: Recall, *, window: int,
+                 model: str | None = None, max_steps: int = 24, page_size: int = 5,
+                 working_budget: int | None = None, reserve: int | None = None,
+                 on_text: Callable[[str], None] | None = None) -> None:
+        self.processor = processor
+        self.counter = TokenCounter(model or getattr(processor, "model", None))
+        self.window = window
+        self.reserve = reserve if reserve is not None else min(4096, max(384, window // 8))
+        self.max_steps = max_steps
+        self.on_text = on_text
+        self.tools: dict[str, Tool] = {t.name: t for t in TOOLS}
+        self.schemas = [t.schema() for t in TOOLS]
+        self.ctx = MainContext(system=prompts.load("system"),
+                               working_budget=working_budget or max(128, min(1024, window // 8)))
+        self.recall = recall
+        self.corpus = corpus
+        self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size)
+        self.interrupt = threading.Event()
+        self.tokens_in = self.tokens_out = 0
+        state = recall.load_state()
+        if state:
+            self.ctx.restore(state)
+
+    # -- the loop -------------------------------------------------------------------
+
+    def run(self, text: str, *, chat: bool = False) -> Iterator[Step]:
+        """Handle one user message; ``chat`` yields to the user when no heartbeat is asked."""
+        self.state.seen, self.state.searches, self.state.final = set(), [], None
+        self.interrupt.clear()
+        tokens_at_start = (self.tokens_in, self.tokens_out)
+        self._push({"role": "user", "content": text})
+        steps = nudges = repeats = 0
+        last_call: tuple[str, str] | None = None
+        retried_overflow = False
+        result: AnswerResult | None = None
+        while result is None:
+            if self.interrupt.is_set():
+                self._push({"role": "user", "content": "[system] The user interrupted you. Stop and wait."})
+                result = self._result("interrupted", "Interrupted by the user.", steps, tokens_at_start)
+                break
+            if steps >= self.max_steps:
+                result = self._result("error", "", steps, tokens_at_start,
+                                      error=f"stopped after {steps} steps without an answer (step budget)")
+                break
+            steps += 1
+            yield from self._make_room()
+            usage = self._usage()
+            started = time.perf_counter()
+            try:
+                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, self.on_text)
+            except ContextLengthExceeded as exc:
+                if retried_overflow:
+                    result = self._result("error", "", steps, tokens_at_start, error=str(exc))
+                    break
+                retried_overflow = True
+                yield from self._flush(reason="the server reported the context was too long")
+                continue
+            except LLMError as exc:
+                result = self._result("error", "", steps, tokens_at_start, error=str(exc))
+                break
+            self.tokens_in += completion.tokens_in
+            self.tokens_out += completion.tokens_out
+            yield LLMStep(steps, usage, completion.tokens_in, completion.tokens_out,
+                          time.perf_counter() - started)
+            self._push(_assistant_message(completion))
+
+            if not completion.tool_calls:
+                text_reply = (completion.text or "").strip()
+                if chat:
+                    yield MessageStep(text_reply)
+                    result = self._result("yielded", text_reply, steps, tokens_at_start)
+                    break
+                nudges += 1
+                if nudges > PLAIN_TEXT_NUDGES:
+                    result = self._result("answered", text_reply, steps, tokens_at_start,
+                                          error="the model answered in plain text; no citation was verified")
+                    break
+                self._push({"role": "user", "content": (
+                    "[system] Reply by calling functions: search with archival_search, then call answer "
+                    "with citations (or answer with not_found: true).")})
+                continue
+
+            heartbeat = False
+            for call in completion.tool_calls:
+                if self.state.final is not None:
+                    self._push_result(call, "Skipped: the answer was already given.")
+                    continue
+                key = (call.name, _canonical(call.arguments))
+                repeats = repeats + 1 if key == last_call else 1
+                last_call = key
+                if repeats >= REPEAT_LIMIT:
+                    self._push_result(call, "FAILED: identical call repeated; chain stopped.")
+                    result = self._result("error", "", steps, tokens_at_start, error=(
+                        f"stopped: the model repeated the same call {call.name}({call.arguments}) "
+                        f"{repeats} times"))
+                    break
+                if repeats == 2:
+                    output, ok, wants = ("FAILED: you just made this exact call; its result is above. "
+                                         "Use it, or do something different."), False, True
+                    arguments = None
+                else:
+                    output, ok, wants, arguments = self._execute(call)
+                self._push_result(call, output)
+                yield CallStep(steps, call.name, arguments, output, ok)
+                heartbeat = heartbeat or wants or not ok
+            if result is not None:
+                break
+            if self.state.final is not None:
+                final = self.state.final
+                result = self._result(final.status, final.text, steps, tokens_at_start, citations=final.citations)
+                break
+            if not heartbeat:
+                if chat:
+                    result = self._result("yielded", "", steps, tokens_at_start)
+                    break
+                self._push({"role": "user", "content": (
+                    "[heartbeat] The user is waiting for the answer: continue, then call answer.")})
+        self.save()
+        yield FinalStep(result)
+
+    def ask(self, question: str, trace: Trace | None = None,
+            on_step: Callable[[Step], None] | None = None) -> AnswerResult:
+        final: AnswerResult | None = None
+        for step in self.run(question):
+            if trace:
+                trace.write(step)
+            if on_step:
+                on_step(step)
+            if isinstance(step, FinalStep):
+                final = step.result
+        assert final is not None
+        return final
+
+    def save(self) -> None:
+        self.recall.save_state(self.corpus.name, self.ctx.state())
+
+    # -- one function call -------------------------------------------------------------
+
+    def _execute(self, call: ToolCall) -> tuple[str, bool, bool, dict[str, Any] | None]:
+        """(result text, ok, heartbeat requested, parsed arguments)."""
+        tool = self.tools.get(call.name)
+        if tool is None:
+            return (f"FAILED: function {call.name!r} does not exist. Available: {', '.join(self.tools)}",
+                    False, True, None)
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except json.JSONDecodeError as exc:
+            arguments = repair_json_arguments(call.arguments or "")
+            if arguments is None:
+                return f"FAILED: arguments are not valid JSON ({exc.msg} at char {exc.pos}); send a JSON object.", False, True, None
+        if not isinstance(arguments, dict):
+            return "FAILED: arguments must be a JSON object.", False, True, None
+        try:
+            parsed = tool.parse(arguments)
+        except ValidationError as exc:
+            return f"FAILED: bad arguments for {call.name}: {error_text(exc)}", False, True, arguments
+        values = {k: getattr(parsed, k) for k in type(parsed).model_fields if k != HEARTBEAT}
+        heartbeat = bool(getattr(parsed, HEARTBEAT, False))
+        self.state.room = self._room()
+        try:
+            return tool.fn(self.state, **values), True, heartbeat, arguments
+        except ToolError as exc:
+            return f"FAILED: {exc}", False, True, arguments
+
+    # -- memory pressure ----------------------------------------------------------------
+
+    def _usage(self) -> Usage:
+        return self.ctx.usage(self.counter, self.schemas, self.window, self.reserve)
+
+    def _room(self) -> int:
+        usage = self._usage()
+        return max(120, min(self.window // 3, usage.budget - usage.total - 64))
+
+    def _make_room(self) -> Iterator[Step]:
+        usage = self._usage()
+        if usage.total > usage.budget:
+            yield from self._flush(reason=f"main context full ({usage.total}/{usage.budget} tokens)")
+        elif usage.fraction >= WARN_AT and not self.ctx.warned:
+            self.ctx.warned = True
+            percent = round(usage.fraction * 100)
+            self._push({"role": "user", "content": (
+                f"[system alert] Memory pressure: your main context is {percent}% full. Soon the oldest "
+                "messages will be evicted and replaced by a summary. Save anything you still need to "
+                "working context (working_context_append) or archival storage now.")})
+            yield MemoryStep("warning", f"main context {percent}% full")
+
+    def _flush(self, reason: str) -> Iterator[Step]:
+        while True:
+            before = len(self.ctx.queue)
+            evicted = self.ctx.evict(self.counter, 0.5)
+            if not evicted:
+                break
+            self.ctx.summary = self._summarize(self.ctx.summary, evicted)
+            self.ctx.warned = False
+            yield MemoryStep("flush", f"{reason}: evicted {len(evicted)} of {before} queued messages",
+                             evicted=len(evicted), hidden=self.ctx.hidden)
+            usage = self._usage()
+            if usage.total <= usage.budget * WARN_AT:
+                break
+        self.save()
+
+    def _summarize(self, previous: str, evicted: list[Message]) -> str:
+        """A new recursive summary; in several calls if the evicted text would not fit one."""
+        limit = max(64, min(1024, self.window // 6))
+        system = prompts.load("summarize").format(max_tokens=limit)
+        room = self.window - self.reserve - self.counter.count(system) - limit - 80
+        summary = previous
+        for part in self._parts(evicted, room - self.counter.count(previous)):
+            request = [{"role": "system", "content": system}, {"role": "user", "content": (
+                f"Previous summary:\n{summary or '(none)'}\n\nEvicted messages:\n{part}")}]
+            try:
+                reply: Completion = self.processor.complete(request, [], None)
+            except LLMError:
+                return (summary + f"\n({len(evicted)} messages evicted; no summary could be made)").strip()
+            self.tokens_in += reply.tokens_in
+            self.tokens_out += reply.tokens_out
+            summary = self.counter.truncate((reply.text or "").strip(), limit)
+        return summary
+
+    def _parts(self, messages: list[Message], room: int) -> list[str]:
+        room = max(room, 64)
+        parts, current, used = [], [], 0
+        for message in messages:
+            text = self.counter.truncate(render_messages([message]), room // 2)
+            tokens = self.counter.count(text)
+            if current and used + tokens > room:
+                parts.append("\n".join(current))
+                current, used = [], 0
+            current.append(text)
+            used += tokens
+        if current:
+            parts.append("\n".join(current))
+        return parts
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _push(self, message: Message) -> None:
+        self.recall.append(message)  # recall first: nothing is ever only in the queue
+        self.ctx.queue.append(message)
+
+    def _push_result(self, call: ToolCall, output: str) -> None:
+        self._push({"role": "tool", "tool_call_id": call.id, "content": output})
+
+    def _result(self, status: str, text: str, steps: int, start: tuple[int, int], *,
+                citations: list[CitationResult] | None = None, error: str | None = None) -> AnswerResult:
+        return AnswerResult(status, text, citations or [], steps, self.tokens_in - start[0],
+                            self.tokens_out - start[1], list(self.state.searches), error)
+
+    def context_tokens(self) -> int:
+        return sum(message_tokens(self.counter, m) for m in self.ctx.messages(self.counter))
+
+
+def _assistant_message(completion: Completion) -> Message:
+    message: Message = {"role": "assistant", "content": completion.text or None}
+    if completion.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in completion.tool_calls
+        ]
+    return message
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        data = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments
+    if isinstance(data, dict):
+        data.pop(HEARTBEAT, None)
+    return json.dumps(data, sort_keys=True)

@@ -1,0 +1,95 @@
+"""Tool schemas derived from typed Python functions, and validation with the same model.
+
+A function's first parameter is the agent's state (not shown to the model); every other
+parameter is ``Annotated[type, Field(description=...)]``, and its docstring's first
+paragraph is the tool's description. A parameter without a description is refused, as
+smolagents does: the model can only use what it is told about. Non-terminal tools get
+``request_heartbeat`` added here, in one place.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+HEARTBEAT = "request_heartbeat"
+_HEARTBEAT_FIELD = (bool, Field(False, description=(
+    "true to get control back right after this result (to chain another call); "
+    "false to hand control to the user")))
+
+
+class ToolError(Exception):
+    """A failure the model caused or can fix: returned to it as a failed result."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    fn: Callable[..., Any]
+    model: type[BaseModel]
+    description: str
+    terminal: bool
+
+    def schema(self) -> dict[str, Any]:
+        parameters = _clean(self.model.model_json_schema())
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": parameters}}
+
+    def parse(self, arguments: dict[str, Any]) -> BaseModel:
+        return self.model.model_validate(arguments)
+
+
+def derive(fn: Callable[..., Any], terminal: bool = False) -> Tool:
+    hints = get_type_hints(fn, include_extras=True)
+    params = list(inspect.signature(fn).parameters.values())[1:]  # skip the state
+    fields: dict[str, Any] = {}
+    for p in params:
+        annotation = hints[p.name]
+        metadata = getattr(annotation, "__metadata__", ())
+        field_info = next((m for m in metadata if hasattr(m, "description")), None)
+        if field_info is None or not field_info.description:
+            raise TypeError(f"tool {fn.__name__}: parameter {p.name} has no description")
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[p.name] = (annotation, default)
+    if not terminal:
+        fields[HEARTBEAT] = _HEARTBEAT_FIELD
+    model = create_model(fn.__name__, __config__=ConfigDict(extra="forbid"), **fields)
+    doc = inspect.getdoc(fn) or ""
+    description = doc.split("\n\n")[0].replace("\n", " ").strip()
+    if not description:
+        raise TypeError(f"tool {fn.__name__} has no docstring")
+    return Tool(fn.__name__, fn, model, description, terminal)
+
+
+def _clean(schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline $refs, drop titles, and show Optional[X] as X: many local models choke on those."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(copy.deepcopy(defs[node["$ref"].split("/")[-1]]))
+            if "anyOf" in node:
+                options = [o for o in node["anyOf"] if o.get("type") != "null"]
+                if len(options) == 1:
+                    merged = {**{k: v for k, v in node.items() if k != "anyOf"}, **options[0]}
+                    return walk(merged)
+            return {k: walk(v) for k, v in node.items() if k != "title" and not (k == "default" and v is None)}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+def error_text(exc: ValidationError) -> str:
+    """Pydantic's errors, phrased for a model to fix its call."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

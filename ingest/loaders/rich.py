@@ -1,0 +1,268 @@
+"""DOCX, PPTX, HTML, EML and EPUB through unstructured, made safe to run offline.
+
+unstructured is a large optional extra (`docmem[formats]`): it is imported only when such a
+file is met, and `_prepare_unstructured` keeps it from reaching the network.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import functools
+import importlib
+import logging
+import os
+import zipfile
+from collections.abc import Callable, Iterable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from ingest.document import Block, Document, LoadError
+
+logger = logging.getLogger(__name__)
+
+NEEDS_EXTRA = "needs the formats extra: pip install 'docmem[formats]'"
+
+# Elements that repeat on every page or carry no text of the document's own.
+_SKIPPED = {"PageBreak", "Header", "Footer", "PageNumber", "Image"}
+_DAMAGED_FILE_ERRORS = {
+    "PackageNotFoundError", "XMLSyntaxError", "InvalidXmlError", "UnprocessableEntityError"}
+
+
+@functools.cache
+def _prepare_unstructured() -> None:
+    """Make unstructured work with no network, once per process, before its first import.
+
+    Its import otherwise runs `nvidia-smi` and sends telemetry (10 s timeout offline), and its
+    first partition of any format downloads the spaCy model `en_core_web_sm` from GitHub,
+    which fails offline. unstructured 0.27 has no public setting for either the model or a
+    local path to it, so this swaps its private loader `unstructured.nlp.tokenize._get_nlp`
+    (looked up at call time by `_run_pipeline`) for a blank English pipeline with a rule-based
+    sentencizer. That pipeline has no part-of-speech tagger, so unstructured's "contains a
+    verb" test always fails and its text heuristics call short sentences titles: `_to_blocks`
+    trusts only titles that come from the document's structure.
+    """
+    os.environ["UNSTRUCTURED_DISABLE_NOTICE"] = "1"
+    os.environ["DO_NOT_TRACK"] = "1"
+    os.environ["SCARF_NO_ANALYTICS"] = "1"
+    try:
+        import spacy
+        import unstructured.nlp.tokenize as tokenize
+    except ImportError:
+        raise LoadError(NEEDS_EXTRA) from None
+    if not callable(getattr(tokenize, "_get_nlp", None)):
+        raise LoadError(
+            "unsupported unstructured version (docmem needs 0.27.x): no offline spaCy hook"
+        )
+
+    @functools.cache
+    def blank_english() -> Any:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("sentencizer")
+        return nlp
+
+    tokenize._get_nlp = blank_english
+
+
+def _partitioner(module: str, name: str) -> Callable[..., list[Any]]:
+    _prepare_unstructured()
+    try:
+        imported = importlib.import_module(f"unstructured.partition.{module}")
+    except ImportError:
+        raise LoadError(NEEDS_EXTRA) from None
+    return getattr(imported, name)
+
+
+def _partition(kind: str, module: str, name: str, **kwargs: Any) -> list[Any]:
+    """Run one partitioner, turning the ways a damaged file fails into a one-line LoadError."""
+    partition = _partitioner(module, name)
+    try:
+        return partition(**kwargs)
+    except zipfile.BadZipFile:
+        raise LoadError(f"corrupt {kind}: not a zip package") from None
+    except FileNotFoundError:
+        if kind == "EPUB":  # unstructured's message when the pandoc executable is missing
+            raise LoadError("EPUB needs pandoc: pip install pypandoc-binary") from None
+        raise
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise LoadError(f"corrupt {kind}: {_short(exc)}") from None
+    except Exception as exc:
+        # python-docx, python-pptx, lxml and unstructured each have their own "bad file" error;
+        # matched by name so that none of those packages is imported here.
+        if type(exc).__name__ in _DAMAGED_FILE_ERRORS:
+            raise LoadError(f"corrupt {kind}: {_short(exc)}") from None
+        raise
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+
+def load_docx(path: Path) -> Document:
+    elements = _partition("DOCX", "docx", "partition_docx", filename=str(path))
+    blocks = _to_blocks(elements)
+    return Document(_first_heading(blocks) or path.stem, blocks)
+
+
+def load_pptx(path: Path) -> Document:
+    """A slide's title is the heading of everything on the slide, notes included."""
+    elements = _partition(
+        "PPTX", "pptx", "partition_pptx", filename=str(path), include_slide_notes=True
+    )
+    blocks = _to_blocks(elements, is_structural=_is_slide_title, per_page=True)
+    slides = max((e.metadata.page_number or 0 for e in elements), default=0)
+    try:
+        import pptx
+
+        slides = len(pptx.Presentation(str(path)).slides)
+    except Exception as exc:  # noqa: BLE001 - the count from the elements is a fine fallback
+        logger.debug("cannot count slides of %s: %s", path, exc)
+    title = next((b.text for b in blocks if b.is_heading), path.stem)
+    return Document(title, blocks, pages=slides)
+
+
+def load_html(text: str, path: Path) -> Document:
+    """`text` is the decoded page (the caller handles encodings, as for every text format)."""
+    elements = _partition("HTML", "html", "partition_html", text=text)
+    blocks = _to_blocks(elements)
+    return Document(_html_title(text) or _first_heading(blocks) or path.stem, blocks)
+
+
+def load_eml(path: Path) -> Document:
+    """Title is the Subject; a first block carries the envelope (From, To, Date), which people
+    search by. Attachments are not indexed (they would need every other format's loader)."""
+    with path.open("rb") as handle:
+        message = email.message_from_binary_file(handle, policy=email.policy.default)
+    elements = _partition("e-mail", "email", "partition_email", filename=str(path),
+                          process_attachments=False)
+    # unstructured prefers the HTML body; a plain-text body has no structure, only guesses.
+    body = message.get_body(preferencelist=("html", "plain"))
+    html_body = body is not None and body.get_content_type() == "text/html"
+    blocks = _to_blocks(elements, is_structural=lambda e: html_body)
+    envelope = "\n".join(
+        f"{name}: {_header(message, name)}"
+        for name in ("From", "To", "Cc", "Date", "Subject")
+        if _header(message, name)
+    )
+    if envelope and blocks:
+        blocks.insert(0, Block(envelope))
+    warnings = []
+    attachments = sum(1 for _ in message.iter_attachments()) if message.is_multipart() else 0
+    if attachments:
+        warnings.append(f"{attachments} attachment(s) not indexed")
+    return Document(_header(message, "Subject") or path.stem, blocks, warnings=warnings)
+
+
+def load_epub(path: Path) -> Document:
+    """EPUB goes through pandoc (bundled by pypandoc-binary) to HTML, then as HTML."""
+    elements = _partition("EPUB", "epub", "partition_epub", filename=str(path))
+    blocks = _to_blocks(elements)
+    return Document(_epub_title(path) or _first_heading(blocks) or path.stem, blocks)
+
+
+# --- elements to blocks -------------------------------------------------------------------------
+
+
+def _to_blocks(
+    elements: Iterable[Any],
+    is_structural: Callable[[Any], bool] = lambda element: True,
+    per_page: bool = False,
+) -> list[Block]:
+    """Titles become headings (depth from `category_depth`), everything else text, in order.
+
+    Consecutive list items are kept together as one block. `per_page` starts the heading path
+    afresh on each page (slides do not continue each other's sections).
+    """
+    stack: list[tuple[int, str]] = []
+    blocks: list[Block] = []
+    page: int | None = None
+    list_open = False
+    for element in elements:
+        category = getattr(element, "category", type(element).__name__)
+        text = (element.text or "").strip()
+        if category in _SKIPPED or not text:
+            continue
+        element_page = getattr(element.metadata, "page_number", None)
+        if per_page and element_page != page:
+            stack = []
+        page = element_page
+        path = tuple(title for _, title in stack)
+        if category == "Title" and is_structural(element):
+            depth = getattr(element.metadata, "category_depth", None) or 0
+            while stack and stack[-1][0] >= depth:
+                stack.pop()
+            stack.append((depth, text))
+            blocks.append(Block(text, page, tuple(t for _, t in stack), is_heading=True))
+            list_open = False
+        elif category == "ListItem" and list_open and blocks[-1].page == page:
+            previous = blocks[-1]
+            blocks[-1] = Block(f"{previous.text}\n{text}", page, previous.headings)
+        else:
+            blocks.append(Block(text, page, path))
+            list_open = category == "ListItem"
+    return blocks
+
+
+def _is_slide_title(element: Any) -> bool:
+    """Only the first paragraph of a slide's title placeholder has depth 0; other "titles" are
+    unstructured's guesses from short text, which are unreliable without a tagger."""
+    return getattr(element.metadata, "category_depth", None) == 0
+
+
+def _first_heading(blocks: list[Block]) -> str | None:
+    return next((b.text for b in blocks if b.is_heading and len(b.headings) == 1), None)
+
+
+def _header(message: email.message.Message, name: str) -> str:
+    try:
+        return " ".join(str(message.get(name, "") or "").split())
+    except (ValueError, TypeError):  # a malformed header must not lose the message
+        return ""
+
+
+class _TitleParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.done = False
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "title" and not self.done:
+            self.inside = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title" and self.inside:
+            self.inside, self.done = False, True
+
+    def handle_data(self, data: str) -> None:
+        if self.inside:
+            self.parts.append(data)
+
+
+def _html_title(text: str) -> str | None:
+    parser = _TitleParser()
+    head_end = text.lower().find("</head>")
+    parser.feed(text if head_end < 0 else text[: head_end + 7])
+    title = " ".join("".join(parser.parts).split())
+    return title or None
+
+
+def _epub_title(path: Path) -> str | None:
+    """dc:title from the package document named by META-INF/container.xml."""
+    from xml.etree import ElementTree
+
+    try:
+        with zipfile.ZipFile(path) as book:
+            container = ElementTree.fromstring(book.read("META-INF/container.xml"))
+            rootfile = next(e for e in container.iter() if e.tag.endswith("rootfile"))
+            package = ElementTree.fromstring(book.read(rootfile.attrib["full-path"]))
+    except (OSError, KeyError, StopIteration, zipfile.BadZipFile, ElementTree.ParseError):
+        return None
+    title = next((e.text for e in package.iter() if e.tag.endswith("}title") and e.text), None)
+    return " ".join(title.split()) if title else None
+
+
+def _short(exc: BaseException) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message[:120]
