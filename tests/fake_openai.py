@@ -17,7 +17,8 @@ Replies (a dict, a string meaning ``{"content": s}``, or a callable ``policy(bod
 - ``{"status": 429, "error": {...}, "headers": {...}}``: an HTTP error with an
   OpenAI-shaped body ``{"error": {"message", "type", "param", "code"}}``; ``"body"`` (str)
   sends a raw non-JSON body instead (a proxy's HTML page).
-- ``{"disconnect": True}``: close the connection without answering.
+- ``{"disconnect": True}``: close the connection without answering;
+  ``"drop_after_chunks": n`` (streams) drops it after ``n`` chunks.
 
 ``server.policy`` answers when the queue is empty. Responses mimic real ones: ids
 ``chatcmpl-...``, ``finish_reason``, arguments as a JSON string, usage; streams are SSE over
@@ -32,7 +33,9 @@ import hashlib
 import json
 import math
 import re
+import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -120,8 +123,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
                                         name="fake-openai")
@@ -192,9 +194,20 @@ class FakeOpenAI:
             reply = {"content": reply}
         return reply
 
-    def _wait_latency(self) -> None:
+    def _wait_latency(self) -> bool:
+        """Wait ``latency`` seconds; False when the server stopped meanwhile (do not answer)."""
         if self.latency > 0:
             self._stopping.wait(self.latency)
+        return not self._stopping.is_set()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away (it timed out, or the test is over), as with real servers
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -256,10 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: dict[str, Any]) -> None:
         reply = self.fake._next_reply(body)
-        self.fake._wait_latency()
-        if reply.get("disconnect"):
+        if not self.fake._wait_latency() or reply.get("disconnect"):
             self.close_connection = True
-            self.connection.shutdown(2)  # socket.SHUT_RDWR: the client sees a dropped connection
+            self.connection.shutdown(socket.SHUT_RDWR)  # the client sees a dropped connection
             return
         if "status" in reply and reply["status"] != 200:
             self._scripted_error(reply, body)
@@ -280,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = self._chunks(ident, created, model, content, calls, finish,
                                   usage if include_usage else None, include_usage)
-            self._sse(chunks)
+            self._sse(chunks, reply.get("drop_after_chunks"))
             return
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None,
                                    "annotations": []}
@@ -359,7 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- embeddings ----------------------------------------------------------------------
 
     def _embeddings(self, body: dict[str, Any]) -> None:
-        self.fake._wait_latency()
+        if not self.fake._wait_latency():
+            self.close_connection = True
+            return
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         if not texts or not all(isinstance(t, str) for t in texts):
@@ -403,14 +417,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _sse(self, chunks: Iterator[dict[str, Any]]) -> None:
+    def _sse(self, chunks: Iterator[dict[str, Any]], drop_after: int | None = None) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         events = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
-        for event in events:
+        for n, event in enumerate(events):
+            if drop_after is not None and n >= drop_after:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             data = event.encode()
             self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()

@@ -27,7 +27,7 @@ PAGE_LINES = {
         "Fog rolled in from the sea on most autumn nights."],
     2: ["The keeper kept a log of every ship that passed the headland in the",
         "night, with its name, its course and the state of the weather.",
-        "Section 1.1 Storms",
+        "1.1 Storms",
         "In the great storm of 1901 the lamp burned for three days without",
         "rest while the keeper fed it oil by hand."],
     3: ["Chapter Two", "", "Years later the lamp was replaced by an electric beacon that",
@@ -65,7 +65,7 @@ def make_pdf(path: Path, pages: dict[int, list[str]], *, title: str | None = Non
 def book_pdf(tmp_path: Path) -> Path:
     return make_pdf(
         tmp_path / "book.pdf", PAGE_LINES, title="The Lighthouse Log",
-        outline=[("Chapter One", 1, 0), ("Section 1.1 Storms", 2, 1), ("Chapter Two", 3, 0)],
+        outline=[("Chapter One", 1, 0), ("Storms", 2, 1), ("Chapter Two", 3, 0)],
     )
 
 
@@ -135,6 +135,7 @@ def make_pptx(path: Path) -> Path:
         slide = deck.slides.add_slide(deck.slide_layouts[1])
         slide.shapes.title.text = title
         slide.placeholders[1].text = body
+    deck.slides[0].notes_slide.notes_text_frame.text = "Say the date twice."
     deck.slides.add_slide(deck.slide_layouts[6])  # a blank slide still counts
     deck.save(path)
     return path
@@ -241,10 +242,11 @@ def test_pdf_pages_title_and_outline_headings(book_pdf):
         (1, ("Chapter One",), True, "Chapter One"),
         (1, ("Chapter One",), False, "The lighthouse keeper cl"),
         (1, ("Chapter One",), False, "Fog rolled in from the s"),
-        # Page 2 starts in chapter one; the bookmark's section starts where its title is.
+        # Page 2 starts in chapter one; the bookmark's section starts where its title is
+        # (bookmarks often leave out the section number).
         (2, ("Chapter One",), False, "The keeper kept a log of"),
-        (2, ("Chapter One", "Section 1.1 Storms"), True, "Section 1.1 Storms"),
-        (2, ("Chapter One", "Section 1.1 Storms"), False, "In the great storm of 19"),
+        (2, ("Chapter One", "Storms"), True, "1.1 Storms"),
+        (2, ("Chapter One", "Storms"), False, "In the great storm of 19"),
         (3, ("Chapter Two",), True, "Chapter Two"),
         (3, ("Chapter Two",), False, "Years later the lamp was"),
     ]
@@ -289,6 +291,36 @@ def test_owner_password_only_pdf_loads(book_pdf, tmp_path):
     document = load(path)
     assert document.pages == 3
     assert document.blocks[0] == Block("Chapter One", 1, ("Chapter One",), True)
+
+
+def test_pdf_needing_a_missing_crypto_dependency(book_pdf, monkeypatch):
+    from pypdf.errors import DependencyError
+
+    import ingest.loaders.pdf as pdf_loader
+
+    def reader(path):
+        raise DependencyError("cryptography>=3.1 is required for AES algorithm")
+
+    monkeypatch.setattr(pdf_loader, "PdfReader", reader)
+    with pytest.raises(LoadError, match="^encrypted PDF needs a dependency: cryptography"):
+        load(book_pdf)
+
+
+def test_a_page_that_fails_to_extract_does_not_lose_the_rest(book_pdf, monkeypatch):
+    from pypdf import PageObject
+
+    real = PageObject.extract_text
+
+    def extract_text(page, *args, **kwargs):
+        if "Chapter Two" in real(page):
+            raise ValueError("broken content stream")
+        return real(page, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", extract_text)
+    document = load(book_pdf)
+    assert document.warnings == [
+        "1 of 3 pages have no text", "text extraction failed on page(s) 3"]
+    assert {b.page for b in document.blocks} == {1, 2}
 
 
 def test_truncated_pdf(book_pdf, tmp_path):
@@ -530,6 +562,7 @@ def test_pptx_slides_are_pages(tmp_path):
     assert [(b.page, b.text, b.headings, b.is_heading) for b in document.blocks] == [
         (1, "Roadmap", ("Roadmap",), True),
         (1, "Ship the beta in March", ("Roadmap",), False),
+        (1, "Say the date twice.", ("Roadmap",), False),  # speaker notes, after the slide
         (2, "Risks", ("Risks",), True),
         (2, "Hiring is slow", ("Risks",), False),
     ]

@@ -22,6 +22,7 @@ from docmem.agent.functions import TOOLS, CitationResult, State
 from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
 from docmem.agent.recall import Recall
 from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
+from docmem.errors import DocmemError
 from docmem.llm.jsonfix import repair_json_arguments
 from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
 from docmem.store.corpus import Corpus
@@ -132,6 +133,11 @@ class Agent:
         self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size)
         self.interrupt = threading.Event()
         self.tokens_in = self.tokens_out = 0
+        fixed = self._usage()
+        if fixed.system + fixed.tools + self.ctx.working_budget > 0.75 * fixed.budget:
+            need = int((fixed.system + fixed.tools + self.ctx.working_budget) / 0.75) + self.reserve
+            raise DocmemError(f"context window {window} is too small: the system instructions and function "
+                              f"schemas alone take {fixed.system + fixed.tools} tokens; use at least {need}")
         state = recall.load_state()
         if state:
             self.ctx.restore(state)

@@ -89,7 +89,7 @@ class MainContext:
             working=counter.count(self.working),
             summary=message_tokens(counter, summary) if summary else 0,
             queue=sum(message_tokens(counter, m) for m in self.queue),
-            tools=counter.count(json.dumps(tools)) if tools else 0,
+            tools=counter.count(json.dumps(tools, separators=(",", ":"))) if tools else 0,
             window=window,
             reserve=reserve,
         )

@@ -17,9 +17,7 @@ from typing import Any, Callable, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 HEARTBEAT = "request_heartbeat"
-_HEARTBEAT_FIELD = (bool, Field(False, description=(
-    "true to get control back right after this result (to chain another call); "
-    "false to hand control to the user")))
+_HEARTBEAT_FIELD = (bool, Field(False, description="true: continue right after the result; false: yield to the user"))
 
 
 class ToolError(Exception):
@@ -66,7 +64,10 @@ def derive(fn: Callable[..., Any], terminal: bool = False) -> Tool:
 
 
 def _clean(schema: dict[str, Any]) -> dict[str, Any]:
-    """Inline $refs, drop titles, and show Optional[X] as X: many local models choke on those."""
+    """Inline $refs, drop titles, show Optional[X] as X: many local models choke on those.
+
+    Unknown arguments are still refused by the model's ``extra="forbid"``; saying so in the
+    schema would cost tokens in every call."""
     defs = schema.pop("$defs", {})
 
     def walk(node: Any) -> Any:
@@ -78,7 +79,8 @@ def _clean(schema: dict[str, Any]) -> dict[str, Any]:
                 if len(options) == 1:
                     merged = {**{k: v for k, v in node.items() if k != "anyOf"}, **options[0]}
                     return walk(merged)
-            return {k: walk(v) for k, v in node.items() if k != "title" and not (k == "default" and v is None)}
+            return {k: walk(v) for k, v in node.items()
+                    if k not in ("title", "additionalProperties") and not (k == "default" and v is None)}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node

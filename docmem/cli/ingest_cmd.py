@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from rich.progress import (
 )
 
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.errors import DocmemError
 from docmem.store.corpus import open_corpus
 
 
@@ -80,6 +82,8 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, excl
 
     settings = settings_from(ctx, corpus=corpus, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                              qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
+    if not any(os.path.lexists(p) for p in paths):
+        raise DocmemError(f"no such file or directory: {', '.join(str(p) for p in paths)}")
     console = Console(stderr=True)
     with open_corpus(settings, create=True, embedder=embedder) as opened:
         if as_json or not console.is_terminal and not sys.stderr.isatty():
@@ -109,7 +113,7 @@ def _plain_progress(console: Console):  # type: ignore[no-untyped-def]
 
 
 def _print_summary(s) -> None:  # type: ignore[no-untyped-def]
-    out = Console()
+    out = Console(soft_wrap=True)  # one line per file, whatever the width
     if not (s.added or s.updated or s.removed) and s.unchanged and not s.chunks_embedded:
         out.print(f"Corpus '{s.corpus}' is up to date: {len(s.unchanged)} files unchanged, nothing extracted.")
     else:

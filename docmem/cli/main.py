@@ -6,6 +6,7 @@ import click
 
 from docmem import __version__
 from docmem.cli.common import configure_logging
+from docmem.cli.ask_cmd import ask, sessions
 from docmem.cli.corpora_cmd import corpora
 from docmem.cli.ingest_cmd import ingest
 from docmem.cli.search_cmd import search
@@ -26,3 +27,5 @@ def cli(ctx: click.Context, home: str | None, verbose: int) -> None:
 cli.add_command(ingest)
 cli.add_command(search)
 cli.add_command(corpora)
+cli.add_command(ask)
+cli.add_command(sessions)

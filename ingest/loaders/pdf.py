@@ -28,6 +28,7 @@ _FILE_NAME_TITLE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"""[.!?:;]["'\u2019\u201d)\]]*$""")
+_SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?\s+")
 _PARAGRAPH_START = re.compile(r"""^["'\u2018\u201c(\[]*[A-Z0-9\u2022\u2013\u2014*-]""")
 
 
@@ -43,15 +44,16 @@ def load_pdf(path: Path) -> Document:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(path)
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise LoadError(ENCRYPTED)
-        page_count = len(reader.pages)
+        locked = reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
+        page_count = 0 if locked else len(reader.pages)
     except FileNotDecryptedError:
         raise LoadError(ENCRYPTED) from None
     except DependencyError as exc:  # not a PyPdfError: AES without the cryptography package
         raise LoadError(f"encrypted PDF needs a dependency: {_short(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - pypdf fails on malformed files with many types
         raise LoadError(f"corrupt PDF: {_short(exc)}") from None
+    if locked:
+        raise LoadError(ENCRYPTED)
     if page_count == 0:
         raise LoadError("corrupt PDF: no pages")
 
@@ -96,7 +98,7 @@ def split_paragraphs(text: str, headings: Iterable[str] = ()) -> list[str]:
     when it ends a sentence short of the full width and the next line starts like a new
     paragraph. Over-splitting is harmless (the chunker joins blocks); joining two sections is not.
     """
-    titles = {_normal(heading) for heading in headings}
+    titles = {_heading_key(heading) for heading in headings}
     lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lengths = [len(line) for line in lines if line]
     if not lengths:
@@ -110,7 +112,7 @@ def split_paragraphs(text: str, headings: Iterable[str] = ()) -> list[str]:
                 paragraphs.append(_join_lines(current))
                 current = []
             continue
-        if _normal(line) in titles:
+        if _heading_key(line) in titles:
             if current:
                 paragraphs.append(_join_lines(current))
             paragraphs.append(line)
@@ -182,42 +184,42 @@ def _assign_headings(
 ) -> tuple[list[Block], tuple[str, ...]]:
     """Give each paragraph of a page the heading path in force, and return the path to carry on.
 
-    Bookmarks say on which page a section starts, not where on the page. When a paragraph
-    starts with a bookmark's title, the section starts there (and a paragraph that is just the
-    title is the heading itself). A first bookmark whose title is not found starts at the top
-    of the page; a later one that is not found takes effect on the next page.
+    Bookmarks say on which page a section starts, not where on the page. When a paragraph is
+    a bookmark's title (section numbers aside), the section starts there and the paragraph is
+    its heading. A first bookmark whose title is not found starts at the top of the page; a
+    later one that is not found takes effect on the next page.
     """
-    starts: dict[int, _OutlineEntry] = {}
+    starts: dict[int, tuple[str, ...]] = {}
+    found_at: set[int] = set()
     position = 0
     for number, entry in enumerate(entries):
         found = _find_title(paragraphs, entry.path[-1], position)
         if found is not None:
-            starts[found] = entry
+            starts[found] = entry.path
+            found_at.add(found)
             position = found + 1
         elif number == 0:
-            starts.setdefault(0, entry)
+            starts[0] = entry.path
 
     blocks = []
     path = carried
     for i, text in enumerate(paragraphs):
-        is_heading = False
-        if i in starts:
-            path = starts[i].path
-            is_heading = _normal(text) == _normal(path[-1])
-        blocks.append(Block(text, page=page, headings=path, is_heading=is_heading))
+        path = starts.get(i, path)
+        blocks.append(Block(text, page=page, headings=path, is_heading=i in found_at))
     return blocks, entries[-1].path if entries else carried
 
 
 def _find_title(paragraphs: list[str], title: str, start: int) -> int | None:
-    wanted = _normal(title)
+    wanted = _heading_key(title)
     for i in range(start, len(paragraphs)):
-        if _normal(paragraphs[i]).startswith(wanted):
+        if _heading_key(paragraphs[i]) == wanted:
             return i
     return None
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def _heading_key(text: str) -> str:
+    """Compare a bookmark with a line: bookmarks often drop the number the page shows."""
+    return _SECTION_NUMBER.sub("", " ".join(text.split())).casefold()
 
 
 def _title(reader: PdfReader, path: Path) -> str:

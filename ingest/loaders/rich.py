@@ -79,6 +79,8 @@ def _partition(kind: str, module: str, name: str, **kwargs: Any) -> list[Any]:
     partition = _partitioner(module, name)
     try:
         return partition(**kwargs)
+    except ImportError:  # some partitioners import their dependencies only when called
+        raise LoadError(NEEDS_EXTRA) from None
     except zipfile.BadZipFile:
         raise LoadError(f"corrupt {kind}: not a zip package") from None
     except FileNotFoundError:
@@ -105,18 +107,31 @@ def load_docx(path: Path) -> Document:
 
 
 def load_pptx(path: Path) -> Document:
-    """A slide's title is the heading of everything on the slide, notes included."""
+    """A slide's title is the heading of everything on the slide; speaker notes, which
+    unstructured puts first, are moved after the slide's own text."""
     elements = _partition(
         "PPTX", "pptx", "partition_pptx", filename=str(path), include_slide_notes=True
     )
-    blocks = _to_blocks(elements, is_structural=_is_slide_title, per_page=True)
     slides = max((e.metadata.page_number or 0 for e in elements), default=0)
+    notes: dict[int, str] = {}
     try:
         import pptx
 
-        slides = len(pptx.Presentation(str(path)).slides)
-    except Exception as exc:  # noqa: BLE001 - the count from the elements is a fine fallback
-        logger.debug("cannot count slides of %s: %s", path, exc)
+        deck = pptx.Presentation(str(path))
+        slides = len(deck.slides)
+        for number, slide in enumerate(deck.slides, start=1):
+            if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+                notes[number] = slide.notes_slide.notes_text_frame.text.strip()
+    except Exception as exc:  # noqa: BLE001 - without them, the elements' order and count stand
+        logger.debug("cannot read slides of %s: %s", path, exc)
+
+    def is_notes(element: Any) -> bool:
+        page = element.metadata.page_number
+        return bool(notes.get(page)) and (element.text or "").strip() == notes[page]
+
+    # A stable sort by (page, is notes) keeps everything else in unstructured's order.
+    elements = sorted(elements, key=lambda e: (e.metadata.page_number or 0, is_notes(e)))
+    blocks = _to_blocks(elements, is_structural=_is_slide_title, per_page=True)
     title = next((b.text for b in blocks if b.is_heading), path.stem)
     return Document(title, blocks, pages=slides)
 

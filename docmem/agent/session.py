@@ -1,0 +1,42 @@
+"""Building an agent for a command: the corpus, the LLM, recall storage and the session."""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from docmem.agent.loop import Agent
+from docmem.agent.recall import Recall
+from docmem.config import Settings
+from docmem.protocols import Processor
+from docmem.store.corpus import open_corpus
+
+
+def recall_path(settings: Settings) -> Path:
+    return settings.home / "sessions.sqlite"
+
+
+def make_processor(settings: Settings) -> Processor:
+    """The one real processor; any OpenAI-compatible server (OpenAI, Ollama, vLLM, ...)."""
+    from docmem.llm.openai import from_settings
+
+    return from_settings(settings.model, settings.base_url, settings.api_key)
+
+
+@contextmanager
+def open_agent(settings: Settings, *, session: str | None = None, processor: Processor | None = None,
+               max_steps: int = 24, on_text: Callable[[str], None] | None = None) -> Iterator[Agent]:
+    """An agent over the settings' corpus. Unnamed sessions live in a throwaway recall."""
+    processor = processor or make_processor(settings)  # before the corpus: fail fast on config
+    with open_corpus(settings) as corpus:
+        if session:
+            recall = Recall(recall_path(settings), session)
+        else:
+            recall = Recall(":memory:", f"ask-{uuid.uuid4().hex[:8]}")
+        try:
+            yield Agent(processor, corpus, recall, window=settings.context_window, model=settings.model,
+                        max_steps=max_steps, page_size=settings.page_size, on_text=on_text)
+        finally:
+            recall.close()

@@ -1,0 +1,5 @@
+"""``python -m docmem.cli``: the same entry point as the ``docmem`` script."""
+
+from docmem.cli.main import cli
+
+cli()

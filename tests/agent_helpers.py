@@ -1,0 +1,69 @@
+"""Corpora and policies shared by the agent tests: policies read only what they were sent."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from docmem.config import Settings
+from docmem.llm.scripted import call
+from docmem.protocols import Completion, Message
+from docmem.store.corpus import open_corpus
+from ingest.pipeline import ingest
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+_PAIR = re.compile(r"chunk (\S+) \| [^\n]*\n[^\n]*key = ([0-9a-f-]{36}), value = ([0-9a-f-]{36})")
+
+
+def build_corpus(settings: Settings, root: Path, files: dict[str, str], embedder: str = "none") -> None:
+    for rel, content in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(content, encoding="utf-8")
+    with open_corpus(settings, create=True, embedder=embedder) as corpus:
+        ingest(corpus, [root], workers=1)
+
+
+def nested_kv(level: int, seed: int) -> tuple[list[tuple[str, str]], str, str]:
+    """The paper's recipe on a line of shared/data: (pairs, first key, gold value)."""
+    with gzip.open(DATA / "kv-retrieval-140_keys.jsonl.gz", "rt") as fh:
+        for n, line in enumerate(fh):
+            if n == seed:
+                record = json.loads(line)
+                break
+    raw = record["ordered_kv_records"] if "ordered_kv_records" in record else record["kv_records"]
+    pairs = [(k, v) for k, v in raw]
+    rng = random.Random(seed * 31 + level)
+    chain = rng.sample(range(len(pairs)), level + 1)
+    for a, b in zip(chain, chain[1:]):
+        pairs[a] = (pairs[a][0], pairs[b][0])
+    return pairs, pairs[chain[0]][0], pairs[chain[-1]][1]
+
+
+def last_tool_result(messages: list[Message]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "tool"), "")
+
+
+def kv_policy(messages: list[Message], tools: list[dict[str, Any]]) -> Completion:
+    """Follow keys through archival search until a value is not itself a key, then cite it."""
+    question = next(m["content"] for m in messages if m["role"] == "user")
+    key = re.search(r"[0-9a-f-]{36}", question).group()  # type: ignore[union-attr]
+    found: dict[str, tuple[str, str]] = {}
+    for m in messages:
+        if m["role"] == "tool":
+            for chunk_id, k, v in _PAIR.findall(m["content"]):
+                found[k] = (v, chunk_id)
+    while key in found and found[key][0] in found:
+        key = found[key][0]
+    if key in found:
+        value, chunk_id = found[key]
+        searched_value = any(value in (m.get("content") or "") and m["role"] == "tool" and
+                             f'for "{value}"' in m["content"] for m in messages)
+        if searched_value:  # the value is not a key anywhere: it is the answer
+            return call("answer", text=f"The value is {value} [1].",
+                        citations=[{"chunk_id": chunk_id, "quote": f"key = {key}, value = {value}"}])
+        return call("archival_search", query=value, request_heartbeat=True)
+    return call("archival_search", query=key, request_heartbeat=True)
