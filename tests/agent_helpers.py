@@ -67,3 +67,27 @@ def kv_policy(messages: list[Message], tools: list[dict[str, Any]]) -> Completio
                         citations=[{"chunk_id": chunk_id, "quote": f"key = {key}, value = {value}"}])
         return call("archival_search", query=value, request_heartbeat=True)
     return call("archival_search", query=key, request_heartbeat=True)
+
+
+_HIT = re.compile(r"\[\d+\] chunk (\S+) \| ([^\n]*)\n([^\n]+)")
+
+
+def citing_server_policy(body: dict[str, Any]) -> dict[str, Any]:
+    """For the fake OpenAI server: search the question once, then answer citing the top hit's
+    first sentence, read from the tool result the server was sent."""
+    messages = body["messages"]
+    results = [m["content"] for m in messages if m["role"] == "tool"]
+    if not body.get("tools"):
+        return {"content": "Summary of the session so far."}
+    if not results:
+        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
+        return {"tool_calls": [{"name": "archival_search",
+                                "arguments": {"query": question, "request_heartbeat": True}}]}
+    hit = _HIT.search(results[-1])
+    if hit is None:
+        return {"tool_calls": [{"name": "answer", "arguments": {"text": "Not in the corpus.", "not_found": True}}]}
+    chunk_id, where, passage = hit.groups()
+    sentence = re.split(r"(?<=[.!?])\s", passage.replace(" …[cut]", ""))[0][:120]
+    return {"tool_calls": [{"name": "answer", "arguments": {
+        "text": f"According to {where.split(' | ')[0]}: {sentence} [1]",
+        "citations": [{"chunk_id": chunk_id, "quote": sentence}]}}]}

@@ -1,0 +1,89 @@
+"""``docmem ask`` end to end: the real openai client, a fake server on 127.0.0.1, sample_corpora."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from docmem.cli.main import cli
+from tests.agent_helpers import citing_server_policy
+from tests.conftest import SAMPLE_DIR
+from tests.fake_openai import FakeOpenAI
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A slice of sample_corpora (two real texts and a real PDF), ingested BM25-only for speed."""
+    root = tmp_path / "sample"
+    root.mkdir()
+    shutil.copy(SAMPLE_DIR / "text" / "alice29.txt", root)
+    shutil.copy(SAMPLE_DIR / "pdf" / "debian-faq.en.pdf", root)
+    result = CliRunner().invoke(cli, ["ingest", str(root), "--embedder", "none", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0
+    return root
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI(model="gpt-4o-mini") as fake:
+        fake.policy = citing_server_policy
+        yield fake
+
+
+def test_no_llm_configured_says_what_to_set(sample):
+    result = CliRunner().invoke(cli, ["ask", "Who is the White Rabbit?"])
+    assert result.exit_code == 1
+    assert "No LLM configured" in result.output and "--model" in result.output
+    result = CliRunner().invoke(cli, ["ask", "Who?", "--model", "gpt-4o-mini"])
+    assert result.exit_code == 1
+    assert "set OPENAI_API_KEY, or --base-url http://localhost:11434/v1 for Ollama" in result.output
+
+
+def test_ask_answers_with_verified_citations(sample, server, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    result = CliRunner().invoke(cli, [
+        "ask", "What does the Debian FAQ say about package management tools?", "--model", server.model,
+        "--base-url", server.url, "--json", "--trace", str(trace)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "answered" and data["citations"]
+    assert all(c["verified"] for c in data["citations"])
+    assert data["citations"][0]["path"] in ("debian-faq.en.pdf", "alice29.txt")
+    assert data["steps"] == 2 and data["tokens_in"] > 0
+    # What the model was sent: the tools, then the page of results it cited from.
+    first, second = server.chat_requests[:2]
+    assert {t["function"]["name"] for t in first["tools"]} >= {"archival_search", "answer", "open_document"}
+    assert second["messages"][-1]["role"] == "tool"
+    assert second["messages"][-1]["content"].startswith("Showing results 1-5 of ")
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [r["type"] for r in records] == ["LLMStep", "CallStep", "LLMStep", "CallStep", "FinalStep"]
+    assert set(records[0]["usage"]) >= {"system", "working", "summary", "queue", "tools", "window"}
+
+
+def test_ask_human_output_and_sessions(sample, server):
+    runner = CliRunner()
+    args = ["--model", server.model, "--base-url", server.url, "--session", "research"]
+    result = runner.invoke(cli, ["ask", "Who did Alice follow down the rabbit hole?", *args],
+                           catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "[1] ✓ " in result.stdout and "answered; 2 steps" in result.stdout
+    assert '· searching "Who did Alice follow' in result.stderr
+    runner.invoke(cli, ["ask", "And what did she drink?", *args], catch_exceptions=False)
+    # The resumed session sent the first question again, from its saved queue.
+    last = server.chat_requests[-2]["messages"]
+    assert any(m["role"] == "user" and "rabbit hole" in (m["content"] or "") for m in last)
+    listing = runner.invoke(cli, ["sessions", "--json"]).stdout
+    assert [s["name"] for s in json.loads(listing)] == ["research"]
+
+
+def test_server_errors_end_with_one_clear_line(sample, server):
+    server.policy = None
+    server.enqueue({"status": 401})
+    result = CliRunner().invoke(cli, ["ask", "Anything?", "--model", server.model, "--base-url", server.url])
+    assert result.exit_code == 1
+    assert "rejected the API key (401)" in result.output
+    assert "Traceback" not in result.output
