@@ -45,6 +45,7 @@ class Chunk:
     char_start: int = 0  # span in the document's extracted text
     char_end: int = 0
     kind: str = KIND_DOCUMENT
+    scope: str | None = None  # notes only: which session (or shared batch) may see them
 
     @property
     def id(self) -> str:

@@ -66,7 +66,7 @@ def matching_paths(corpus: Corpus, glob: str) -> list[str]:
 
 def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None = None,
            path: str | None = None, ranking: str | None = None,
-           candidates: int | None = None) -> SearchPage:
+           candidates: int | None = None, notes_scope: str | None = None) -> SearchPage:
     settings = corpus.settings
     page_size = page_size or settings.page_size
     cap = candidates or settings.candidates
@@ -85,7 +85,7 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     fusion = plan.fusion
     if len(lists) == 2 and looks_like_identifier(query) and fusion.method == "rrf" and fusion.weights:
         fusion = FusionSpec("rrf", fusion.k, (max(fusion.weights), min(fusion.weights)))
-    scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths)
+    scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths, notes_scope)
     window = scored[(page - 1) * page_size: page * page_size]
     chunks = {c.point_id: c for c in corpus.store.retrieve([s.point_id for s in window])}
     hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id])

@@ -289,3 +289,27 @@ def test_resumed_session_sees_working_context(settings, tmp_path):
     other = _agent(settings, ScriptedProcessor(text("Hi.")), recall=Recall(db, "bob"))
     assert other.ctx.working == ""
     other.corpus.close()
+
+
+def test_archival_notes_are_scoped_to_their_session(settings, tmp_path):
+    build_corpus(settings, tmp_path / "docs", {"a.txt": "Alpha\n\nThe alpha valve opens at 3 bar."})
+    llm = ScriptedProcessor(call("archival_insert", content="Bravo pump rated 40 kW (from the site visit).",
+                                 request_heartbeat=True),
+                            call("archival_search", query="bravo pump rating", request_heartbeat=True),
+                            text("done"))
+    agent = _agent(settings, llm, recall=Recall(":memory:", "alice"))
+    steps = [s for s in agent.run("Remember the pump rating.", chat=True) if isinstance(s, CallStep)]
+    assert steps[0].result.startswith("Stored as chunk ")
+    assert "Bravo pump rated 40 kW" in steps[1].result and "(agent notes)" in steps[1].result
+    agent.corpus.close()
+
+    other = _agent(settings, ScriptedProcessor(call("archival_search", query="bravo pump rating"), text("x")),
+                   recall=Recall(":memory:", "bob"))
+    result = [s for s in other.run("Pump?", chat=True) if isinstance(s, CallStep)][0].result
+    assert "Bravo" not in result
+    other.corpus.store.delete_scope("alice")
+    other.state.notes_scope = "alice"
+    from docmem.search import search
+
+    assert search(other.corpus, "bravo pump", notes_scope="alice").total == 0
+    other.corpus.close()

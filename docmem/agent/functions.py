@@ -66,6 +66,7 @@ class State:
     seen: set[str] = field(default_factory=set)  # chunk ids shown during this question
     searches: list[dict[str, Any]] = field(default_factory=list)
     final: Final | None = None
+    notes_scope: str = "default"  # archival_insert writes here; archival_search reads it
     on_message: Callable[[str], None] = lambda _text: None
 
 
@@ -95,7 +96,8 @@ def archival_search(
 
     Hits marked (seen) were already shown during this question."""
     try:
-        result = search(state.corpus, query, page=page, page_size=state.page_size, path=path)
+        result = search(state.corpus, query, page=page, page_size=state.page_size, path=path,
+                        notes_scope=state.notes_scope)
     except DocmemError as exc:
         raise ToolError(str(exc)) from exc
     new = [h for h in result.hits if h.chunk.id not in state.seen]
@@ -125,9 +127,9 @@ def archival_insert(
     """Store a fact in archival storage, so later searches (and later questions) can find it."""
     if not content.strip():
         raise ToolError("content is empty")
-    digest = hashlib.sha256(content.encode()).hexdigest()
+    digest = hashlib.sha256(f"{state.notes_scope}\n{content}".encode()).hexdigest()
     chunk = Chunk(doc_hash=digest, index=0, text=content, path=NOTES_PATH, title="Agent note",
-                  char_end=len(content), kind=KIND_NOTE)
+                  char_end=len(content), kind=KIND_NOTE, scope=state.notes_scope)
     embedder = state.corpus.embedder
     dense = embedder.embed([chunk.embed_text()]) if embedder else None
     state.corpus.store.upsert([chunk], [bm25_document(chunk.embed_text())], dense)

@@ -117,7 +117,8 @@ class Agent:
     def __init__(self, processor: Processor, corpus: Corpus, recall: Recall, *, window: int,
                  model: str | None = None, max_steps: int = 24, page_size: int = 5,
                  working_budget: int | None = None, reserve: int | None = None,
-                 on_text: Callable[[str], None] | None = None) -> None:
+                 on_text: Callable[[str], None] | None = None, notes_scope: str | None = None) -> None:
+        """``notes_scope``: whose archival notes this agent reads and writes (default: its session)."""
         self.processor = processor
         self.counter = TokenCounter(model or getattr(processor, "model", None))
         self.window = window
@@ -130,7 +131,8 @@ class Agent:
                                working_budget=working_budget or max(128, min(1024, window // 8)))
         self.recall = recall
         self.corpus = corpus
-        self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size)
+        self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size,
+                           notes_scope=notes_scope or recall.session)
         self.interrupt = threading.Event()
         self.tokens_in = self.tokens_out = 0
         fixed = self._usage()

@@ -35,8 +35,11 @@ def open_agent(settings: Settings, *, session: str | None = None, processor: Pro
             recall = Recall(recall_path(settings), session)
         else:
             recall = Recall(":memory:", f"ask-{uuid.uuid4().hex[:8]}")
+        agent = Agent(processor, corpus, recall, window=settings.context_window, model=settings.model,
+                      max_steps=max_steps, page_size=settings.page_size, on_text=on_text)
         try:
-            yield Agent(processor, corpus, recall, window=settings.context_window, model=settings.model,
-                        max_steps=max_steps, page_size=settings.page_size, on_text=on_text)
+            yield agent
         finally:
+            if not session:  # a one-off question's notes die with it
+                corpus.store.delete_scope(agent.state.notes_scope)
             recall.close()

@@ -11,7 +11,7 @@ SPARSE = "bm25"
 DENSE = "dense"
 
 # Payload fields with an index: filters and look-ups on them stay fast at scale.
-KEYWORD_FIELDS = ("path", "chunk_id", "doc_hash", "kind")
+KEYWORD_FIELDS = ("path", "chunk_id", "doc_hash", "kind", "scope")
 INTEGER_FIELDS = ("index", "page", "page_end")
 
 
@@ -70,8 +70,14 @@ class ArchivalStore(Protocol):
 
     def query(
         self, lists: Sequence[VectorQuery], fusion: FusionSpec | None, limit: int,
-        paths: Sequence[str] | None = None,
-    ) -> list[Scored]: ...
+        paths: Sequence[str] | None = None, notes_scope: str | None = None,
+    ) -> list[Scored]:
+        """Documents, plus the agent notes of ``notes_scope`` (no notes when None)."""
+        ...
+
+    def delete_scope(self, scope: str) -> None:
+        """Forget the agent notes of one scope."""
+        ...
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]: ...
 

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import qdrant_edge as qe
 
-from docmem.schema import Chunk, embed_text_of as _embed_text
+from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
     DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
 )
@@ -27,6 +27,16 @@ def _path_filter(paths: Sequence[str] | None, extra: list[Any] | None = None) ->
     if paths is not None:
         must.append(qe.FieldCondition("path", match=qe.MatchAny(list(paths))))
     return qe.Filter(must=must) if must else None
+
+
+def _visible(notes_scope: str | None) -> Any:
+    """Documents always; agent notes only of the given scope."""
+    documents = qe.FieldCondition("kind", match=qe.MatchValue(KIND_DOCUMENT))
+    if notes_scope is None:
+        return documents
+    notes = qe.Filter(must=[qe.FieldCondition("kind", match=qe.MatchValue(KIND_NOTE)),
+                            qe.FieldCondition("scope", match=qe.MatchValue(notes_scope))])
+    return qe.Filter(should=[documents, notes])
 
 
 def _vector(v: SparseVec | list[float]) -> Any:
@@ -76,6 +86,10 @@ class EdgeStore:
         if paths:
             self.shard.update(qe.UpdateOperation.delete_points_by_filter(_path_filter(paths)))
 
+    def delete_scope(self, scope: str) -> None:
+        self.shard.update(qe.UpdateOperation.delete_points_by_filter(
+            qe.Filter(must=[qe.FieldCondition("scope", match=qe.MatchValue(scope))])))
+
     def set_dense(self, point_ids: Sequence[str], vectors: Sequence[list[float]]) -> None:
         ops = [qe.PointVectors(pid, {DENSE: list(v)}) for pid, v in zip(point_ids, vectors)]
         if ops:
@@ -103,9 +117,9 @@ class EdgeStore:
 
     def query(
         self, lists: Sequence[VectorQuery], fusion: FusionSpec | None, limit: int,
-        paths: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None, notes_scope: str | None = None,
     ) -> list[Scored]:
-        flt = _path_filter(paths)
+        flt = _path_filter(paths, [_visible(notes_scope)])
         if len(lists) == 1:
             only = lists[0]
             request = qe.QueryRequest(

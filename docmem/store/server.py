@@ -11,7 +11,7 @@ import logging
 from typing import Any, Sequence
 
 from docmem.errors import DocmemError
-from docmem.schema import Chunk, embed_text_of as _embed_text
+from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
     DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
 )
@@ -70,6 +70,15 @@ class ServerStore:
             must.append(self.m.FieldCondition(key="path", match=self.m.MatchAny(any=list(paths))))
         return self.m.Filter(must=must) if must else None
 
+    def _visible(self, notes_scope: str | None) -> Any:
+        m = self.m
+        documents = m.FieldCondition(key="kind", match=m.MatchValue(value=KIND_DOCUMENT))
+        if notes_scope is None:
+            return documents
+        notes = m.Filter(must=[m.FieldCondition(key="kind", match=m.MatchValue(value=KIND_NOTE)),
+                               m.FieldCondition(key="scope", match=m.MatchValue(value=notes_scope))])
+        return m.Filter(should=[documents, notes])
+
     def upsert(
         self, chunks: Sequence[Chunk], sparse: Sequence[SparseVec],
         dense: Sequence[list[float]] | None = None,
@@ -87,6 +96,10 @@ class ServerStore:
         if paths:
             self.client.delete(self.collection, points_selector=self.m.FilterSelector(
                 filter=self._path_filter(paths)), wait=True)
+
+    def delete_scope(self, scope: str) -> None:
+        self.client.delete(self.collection, points_selector=self.m.FilterSelector(filter=self.m.Filter(
+            must=[self.m.FieldCondition(key="scope", match=self.m.MatchValue(value=scope))])), wait=True)
 
     def set_dense(self, point_ids: Sequence[str], vectors: Sequence[list[float]]) -> None:
         if point_ids:
@@ -112,10 +125,10 @@ class ServerStore:
 
     def query(
         self, lists: Sequence[VectorQuery], fusion: FusionSpec | None, limit: int,
-        paths: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None, notes_scope: str | None = None,
     ) -> list[Scored]:
         m = self.m
-        flt = self._path_filter(paths)
+        flt = self._path_filter(paths, [self._visible(notes_scope)])
         if len(lists) == 1:
             only = lists[0]
             result = self.client.query_points(self.collection, query=self._vec(only.vector),
