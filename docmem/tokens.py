@@ -79,6 +79,11 @@ def encoding_for_model(model: str | None) -> tiktoken.Encoding:
     return get_encoding(DEFAULT_ENCODING)
 
 
+@functools.lru_cache(maxsize=16384)
+def _count_cached(encoding: str, text: str) -> int:
+    return len(get_encoding(encoding).encode(text, disallowed_special=()))
+
+
 class TokenCounter:
     """Counts tokens of text for one model; the only place docmem measures length."""
 
@@ -87,6 +92,11 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         return len(self.encoding.encode(text, disallowed_special=()))
+
+    def count_cached(self, text: str) -> int:
+        """For text that is counted again and again (queued messages, before every call):
+        a 128k-token context is re-measured in microseconds instead of tens of milliseconds."""
+        return _count_cached(self.encoding.name, text)
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """Cut text to at most max_tokens, on a token boundary."""

@@ -62,7 +62,7 @@ class MainContext:
     # -- the tiers as the model sees them -------------------------------------
 
     def system_message(self, counter: TokenCounter) -> Message:
-        used = counter.count(self.working)
+        used = counter.count_cached(self.working)
         body = self.working or "(empty)"
         return {"role": "system", "content": (
             f"{self.system}\n\n## Working context ({used}/{self.working_budget} tokens)\n{body}")}
@@ -86,10 +86,10 @@ class MainContext:
         summary = self.summary_message()
         return Usage(
             system=message_tokens(counter, {"role": "system", "content": self.system}) + 12,
-            working=counter.count(self.working),
+            working=counter.count_cached(self.working),
             summary=message_tokens(counter, summary) if summary else 0,
             queue=sum(message_tokens(counter, m) for m in self.queue),
-            tools=counter.count(json.dumps(tools, separators=(",", ":"))) if tools else 0,
+            tools=counter.count_cached(json.dumps(tools, separators=(",", ":"))) if tools else 0,
             window=window,
             reserve=reserve,
         )
@@ -135,10 +135,10 @@ class MainContext:
 
 
 def message_tokens(counter: TokenCounter, message: Message) -> int:
-    n = MESSAGE_OVERHEAD + counter.count(message.get("content") or "")
+    n = MESSAGE_OVERHEAD + counter.count_cached(message.get("content") or "")
     for call in message.get("tool_calls") or []:
         fn = call.get("function", {})
-        n += 8 + counter.count(fn.get("name", "")) + counter.count(fn.get("arguments", ""))
+        n += 8 + counter.count_cached(fn.get("name", "")) + counter.count_cached(fn.get("arguments", ""))
     return n
 
 

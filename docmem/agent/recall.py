@@ -74,6 +74,10 @@ class Recall:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: each event is in the database file's log before the next LLM call and
+        # survives a crash of docmem; only a power cut can lose the last ones. FULL would
+        # fsync every message (~2 ms a step).
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self.session = session
 
