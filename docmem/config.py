@@ -23,8 +23,9 @@ class Settings:
     embedder: str = "bundled"
     qdrant_url: str | None = None
     qdrant_api_key: str | None = None
-    chunk_tokens: int = 200
-    chunk_overlap: int = 30
+    # None: the corpus keeps the chunking it was built with (200/30 for a new corpus).
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
     fusion: str = "rrf:60:1,3"  # method[:k[:bm25_weight,dense_weight]]; see docmem.search
     candidates: int = 500  # results ranked per query; "of N" says N+ when capped
     page_size: int = 5

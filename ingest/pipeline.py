@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from docmem.embedders import bm25_document
+from docmem.errors import DocmemError
 from docmem.schema import Chunk
 from docmem.store.corpus import Corpus
 from docmem.store.manifest import FileRecord, now
@@ -30,6 +31,8 @@ from ingest.loaders import load, unsupported_reason
 log = logging.getLogger(__name__)
 
 UPSERT_BATCH = 256
+DEFAULT_CHUNK_TOKENS = 200  # chosen on the NQ retrieval benchmark (bench/README.md)
+DEFAULT_OVERLAP = 30
 DENSE_BATCH = 128
 
 
@@ -60,6 +63,7 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not a document
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     pages: int = 0
     bytes: int = 0
     chunks_written: int = 0
@@ -179,11 +183,23 @@ def _as_completed(pending: dict[Future[_Outcome], _Job]) -> Iterator[Future[_Out
 
 def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
            progress: ProgressCallback | None = None, workers: int | None = None,
-           dense: bool = True) -> IngestSummary:
+           dense: bool = True, force: bool = False) -> IngestSummary:
+    """Bring the corpus in line with the files under ``paths``; ``force`` re-extracts all."""
     emit = progress or (lambda _event: None)
     settings = corpus.settings
     started = time.perf_counter()
     summary = IngestSummary(corpus=corpus.name)
+    previous_chunking = corpus.manifest.get_meta("chunking")
+    tokens, overlap = _chunking(settings.chunk_tokens, settings.chunk_overlap, previous_chunking)
+    chunking = f"{tokens}/{overlap}"
+    try:
+        Chunker(tokens, overlap)
+    except ValueError as exc:
+        raise DocmemError(f"bad chunk settings {chunking}: {exc}") from None
+    if previous_chunking not in (None, chunking):
+        summary.notes.append(f"chunk settings changed from {previous_chunking} to {chunking} tokens: "
+                             "re-chunking every file")
+        force = True
     found = discover(paths, excludes)
     summary.failed.extend((p.rel, p.reason) for p in found.problems)
     emit(Progress("scan", done=len(found.files), total=len(found.files)))
@@ -203,15 +219,15 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
         if record and record.root != str(item.root):
             summary.failed.append((item.rel, f"same path already ingested from {record.root}; use another --corpus"))
             continue
-        if record and record.size == item.size and record.mtime_ns == item.mtime_ns:
+        if not force and record and record.size == item.size and record.mtime_ns == item.mtime_ns:
             if record.status == "failed":
                 summary.failed.append((item.rel, f"{record.reason} (unchanged since last run)"))
             else:
                 summary.unchanged.append(item.rel)
             continue
         sizes[item.rel] = item
-        jobs.append(_Job(str(item.path), item.rel, record.hash if record else None,
-                         settings.chunk_tokens, settings.chunk_overlap))
+        jobs.append(_Job(str(item.path), item.rel, record.hash if record and not force else None,
+                         tokens, overlap))
 
     # Biggest first keeps both workers busy to the end.
     jobs.sort(key=lambda j: -sizes[j.rel].size)
@@ -231,6 +247,7 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
             manifest.remove(record.path)
             summary.removed.append(record.path)
     store.flush()
+    manifest.set_meta("chunking", chunking)  # after the files it describes were rewritten
     summary.seconds_extract = time.perf_counter() - started
 
     if dense and corpus.has_dense:
@@ -245,6 +262,12 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
     summary.seconds_total = time.perf_counter() - started
     emit(Progress("done"))
     return summary
+
+
+def _chunking(tokens: int | None, overlap: int | None, recorded: str | None) -> tuple[int, int]:
+    """Explicit settings win; otherwise a corpus keeps what it was built with."""
+    old_tokens, old_overlap = (int(x) for x in (recorded or f"{DEFAULT_CHUNK_TOKENS}/{DEFAULT_OVERLAP}").split("/"))
+    return tokens or old_tokens, overlap if overlap is not None else old_overlap
 
 
 def _apply(corpus: Corpus, item: Found, outcome: _Outcome, summary: IngestSummary) -> None:
@@ -278,8 +301,6 @@ def _apply(corpus: Corpus, item: Found, outcome: _Outcome, summary: IngestSummar
 
 
 def _fill_dense(corpus: Corpus, summary: IngestSummary, emit: ProgressCallback) -> None:
-    from docmem.errors import DocmemError
-
     store = corpus.store
     total = store.count(missing_dense=True)
     if not total:

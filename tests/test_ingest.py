@@ -200,3 +200,30 @@ def test_server_backend_matches_embedded(settings, tmp_path):
             assert ra.total == rb.total
         assert b.store.neighbours("guide.md", 0, 99)[0].index == 0
     assert {c.name: c.backend for c in list_corpora(settings)}["remote"] == str(tmp_path / "qdrant-local")
+
+
+def test_changed_chunk_settings_rechunk_everything(tmp_path):
+    from docmem.config import load_settings
+
+    root = _tree(tmp_path)
+    first = _ingest(load_settings(chunk_tokens=200, chunk_overlap=30), [root])
+    again = _ingest(load_settings(chunk_tokens=40, chunk_overlap=5), [root])
+    assert sorted(again.updated) == ["guide.md", "sub/notes.txt"]
+    assert "chunk settings changed from 200/30 to 40/5" in again.notes[0]
+    assert again.chunks_written > first.chunks_written
+    forced = _ingest(load_settings(chunk_tokens=40, chunk_overlap=5), [root], force=True)
+    assert sorted(forced.updated) == ["guide.md", "sub/notes.txt"] and not forced.notes
+    with open_corpus(load_settings()) as corpus:
+        assert corpus.store.count() == again.chunks_written  # old chunks replaced, not added
+
+
+def test_delete_corpus(tmp_path):
+    root = _tree(tmp_path)
+    runner = CliRunner()
+    runner.invoke(cli, ["ingest", str(root), "--corpus", "gone", "--embedder", "none", "--json"], catch_exceptions=False)
+    result = runner.invoke(cli, ["corpora", "--delete", "gone"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Deleted corpus 'gone'" in result.output
+    assert json.loads(runner.invoke(cli, ["corpora", "--json"]).output) == []
+    assert (root / "guide.md").exists()
+    result = runner.invoke(cli, ["corpora", "--delete", "gone"])
+    assert result.exit_code == 1 and "no corpus 'gone'" in result.output

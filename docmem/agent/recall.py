@@ -113,6 +113,13 @@ class Recall:
                                (self.session, start, end, page_size, (page - 1) * page_size)).fetchall()
         return [Event(*r) for r in rows], total
 
+    def history(self, limit: int = 2000) -> list[dict[str, Any]]:
+        """The full chat messages of this session, oldest first (the last ``limit`` of them)."""
+        rows = self.db.execute(
+            "SELECT message FROM (SELECT id, message FROM events WHERE session=? ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id", (self.session, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     # -- sessions -------------------------------------------------------------
 
     def load_state(self) -> dict[str, Any] | None:

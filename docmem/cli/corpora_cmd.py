@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from docmem.cli.common import settings_from, user_errors
-from docmem.store.corpus import list_corpora
+from docmem.store.corpus import delete_corpus, list_corpora
 
 
 def _size(n: int) -> str:
@@ -22,11 +22,16 @@ def _size(n: int) -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")
+@click.option("--delete", "delete", metavar="NAME", default=None, help="Delete a corpus (its index, not your files).")
 @click.pass_context
 @user_errors
-def corpora(ctx: click.Context, as_json: bool) -> None:
+def corpora(ctx: click.Context, as_json: bool, delete: str | None) -> None:
     """List corpora with file and chunk counts, embedder and size on disk."""
     settings = settings_from(ctx)
+    if delete:
+        delete_corpus(settings, delete)
+        click.echo(f"Deleted corpus '{delete}' (the documents themselves were not touched).")
+        return
     infos = list_corpora(settings)
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))

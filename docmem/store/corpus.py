@@ -168,6 +168,16 @@ def delete_corpus(settings: Settings, name: str) -> None:
     lock = CorpusLock(directory / "corpus.lock", name)
     lock.acquire()
     try:
+        manifest = Manifest(directory / "manifest.sqlite")
+        backend = manifest.get_meta("backend") or "edge"
+        manifest.close()
+        if backend != "edge":  # drop the server's collection too
+            from docmem.store.server import ServerStore
+
+            store = ServerStore.connect(settings.qdrant_url or backend, settings.qdrant_api_key,
+                                        f"docmem_{name}", None)
+            store.client.delete_collection(store.collection)
+            store.close()
         shutil.rmtree(directory)
     finally:
         lock.release()
