@@ -73,10 +73,15 @@ class Chunker:
             if run and run + word_tokens > self.max_tokens:
                 pieces.append(_Piece(base + start, base + len(text[:match.start()].rstrip()), run, block, False))
                 start, run = match.start(), 0
-            if word_tokens > self.max_tokens:  # one enormous "word" (a URL, base64): cut it
-                piece_text = self.counter.truncate(match.group(), self.max_tokens)
-                pieces.append(_Piece(base + match.start(), base + match.start() + len(piece_text),
-                                     self.max_tokens, block, False))
+            if word_tokens > self.max_tokens:  # one enormous "word" (a URL, base64): cut it up
+                offset, word = match.start(), match.group().rstrip()
+                while word:
+                    piece_text = self.counter.truncate(word, self.max_tokens)
+                    if not piece_text or not word.startswith(piece_text):  # a split multi-byte char
+                        piece_text = word[:self.max_tokens]
+                    pieces.append(_Piece(base + offset, base + offset + len(piece_text),
+                                         self.max_tokens, block, False))
+                    offset, word = offset + len(piece_text), word[len(piece_text):]
                 start, run = match.end(), 0
                 continue
             run += word_tokens

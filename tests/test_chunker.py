@@ -1,0 +1,81 @@
+"""The chunker's promises: bounded in tokens, exact spans, whole words, headings respected."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from docmem.tokens import TokenCounter
+from ingest.chunker import Chunker, extracted_text
+from ingest.document import Block, Document
+
+WORDS = ("valve pressure turbine inspection schedule flange gasket torque vibration sensor "
+         "calibration maintenance operator shutdown").split()
+
+
+def _doc(seed: int, blocks: int = 40) -> Document:
+    rng = random.Random(seed)
+    out, path = [], ("Manual",)
+    for i in range(blocks):
+        if rng.random() < 0.15:
+            path = ("Manual", f"Section {i}")
+            out.append(Block(f"Section {i}", page=1 + i // 6, headings=path, is_heading=True))
+            continue
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30))).capitalize() + "."
+                     for _ in range(rng.randint(1, 12))]
+        out.append(Block(" ".join(sentences), page=1 + i // 6, headings=path))
+    return Document("Manual", out, pages=1 + blocks // 6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("size,overlap", [(200, 30), (64, 8), (400, 0)])
+def test_chunks_are_bounded_exact_and_whole_words(seed, size, overlap):
+    doc = _doc(seed)
+    text, _ = extracted_text(doc)
+    counter = TokenCounter()
+    chunks = Chunker(size, overlap).chunk(doc, doc_hash="f" * 64, path="m.txt")
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert text[c.char_start:c.char_end] == c.text
+        assert counter.count(c.text) <= size * 1.15  # joins and overlap, a little over at most
+        assert not text[c.char_start - 1:c.char_start].isalnum() or c.char_start == 0  # starts at a word
+        assert not text[c.char_end:c.char_end + 1].isalnum()  # ends at a word
+        assert c.page is not None and c.page <= c.page_end
+    # Everything is covered, in order; consecutive chunks overlap by at most `overlap`-ish tokens.
+    covered = "".join(text[a.char_end:b.char_start] for a, b in zip(chunks, chunks[1:]) if b.char_start > a.char_end)
+    assert covered.strip() == ""
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.char_start > a.char_start
+        if b.char_start < a.char_end:
+            assert counter.count(text[b.char_start:a.char_end]) <= overlap + 4
+
+
+def test_heading_starts_a_chunk_and_gives_its_path():
+    body = "The flange needs torque. " * 30
+    doc = Document("Manual", [
+        Block("Manual", headings=("Manual",), is_heading=True),
+        Block(body, headings=("Manual",)),
+        Block("Gaskets", headings=("Manual", "Gaskets"), is_heading=True),
+        Block("Replace gaskets yearly.", headings=("Manual", "Gaskets")),
+    ])
+    chunks = Chunker(200, 30).chunk(doc, doc_hash="a" * 64, path="m.md")
+    last = chunks[-1]
+    assert last.text.startswith("Gaskets") and last.headings == ("Manual", "Gaskets")
+    assert last.section == "Gaskets"
+
+
+def test_a_giant_word_is_cut_not_lost():
+    blob = "x" * 5000
+    doc = Document("t", [Block(f"Start {blob} end.")])
+    chunks = Chunker(64, 8).chunk(doc, doc_hash="b" * 64, path="t.txt")
+    assert "".join(re.findall("x+", " ".join(c.text for c in chunks))).count("x") >= 5000
+    assert all(TokenCounter().count(c.text) <= 64 * 1.15 for c in chunks)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        Chunker(10, 2)
+    with pytest.raises(ValueError):
+        Chunker(100, 60)
