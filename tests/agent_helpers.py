@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 from pathlib import Path
 from typing import Any
 
 from docmem.config import Settings
+from docmem.eval.nested_kv import SHARED_FILE, nest, read_lines
 from docmem.llm.scripted import call
 from docmem.protocols import Completion, Message
 from docmem.store.corpus import open_corpus
@@ -28,19 +27,10 @@ def build_corpus(settings: Settings, root: Path, files: dict[str, str], embedder
 
 
 def nested_kv(level: int, seed: int) -> tuple[list[tuple[str, str]], str, str]:
-    """The paper's recipe on a line of shared/data: (pairs, first key, gold value)."""
-    with gzip.open(DATA / "kv-retrieval-140_keys.jsonl.gz", "rt") as fh:
-        for n, line in enumerate(fh):
-            if n == seed:
-                record = json.loads(line)
-                break
-    raw = record["ordered_kv_records"] if "ordered_kv_records" in record else record["kv_records"]
-    pairs = [(k, v) for k, v in raw]
-    rng = random.Random(seed * 31 + level)
-    chain = rng.sample(range(len(pairs)), level + 1)
-    for a, b in zip(chain, chain[1:]):
-        pairs[a] = (pairs[a][0], pairs[b][0])
-    return pairs, pairs[chain[0]][0], pairs[chain[-1]][1]
+    """The paper's recipe (docmem.eval.nested_kv) on line ``seed`` of shared/data: (pairs, first key, gold)."""
+    pairs = list(read_lines(DATA / SHARED_FILE)[seed])
+    nested, key, gold, _chain = nest(pairs, level, random.Random(seed * 31 + level))
+    return nested, key, gold
 
 
 def last_tool_result(messages: list[Message]) -> str:

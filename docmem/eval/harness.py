@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -101,6 +102,16 @@ class Estimate:
     calls: float
     tokens_in: float
     tokens_out: float
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The expected cost of one call pattern of a question: measured costs are kept per
+    (system, key), e.g. (baseline, nesting level 3), and replace the estimate once known."""
+
+    system: str
+    key: Any
+    estimate: Estimate
 
 
 class Budget:
@@ -224,7 +235,9 @@ class Harness:
         self.results_path = options.out_dir / f"{self.stem}.jsonl"
         self.traces_dir = options.out_dir / f"{self.stem}.traces"
         self.traces_dir.mkdir(exist_ok=True)
-        self.stopped: str | None = None
+        self.stopped: str | None = None  # why the run ended early
+        self.failed = False  # ... and whether that was the LLM failing
+        self._headed = False
         self._fh = open(self.results_path, "a", encoding="utf-8")
 
     # -- records --------------------------------------------------------------------
@@ -244,6 +257,7 @@ class Harness:
                   "label": self.options.label,
                   "judge": getattr(self.judge_llm, "model", None), **params}
         self.write(record)
+        self._headed = True
         return record
 
     def result(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -252,7 +266,13 @@ class Harness:
         self.write(record)
         return record
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> dict[str, Any] | None:
+        """The ``end`` record; a run that failed before it started leaves no files behind."""
+        if not self._headed:
+            self._fh.close()
+            self.results_path.unlink(missing_ok=True)
+            shutil.rmtree(self.traces_dir, ignore_errors=True)
+            return None
         record = {"type": "end", "run": self.run_id, "stopped": self.stopped,
                   "questions": self.budget.questions, "calls": self.meter.calls,
                   "tokens_in": self.meter.tokens_in, "tokens_out": self.meter.tokens_out,
@@ -264,11 +284,11 @@ class Harness:
 
     # -- flow control ----------------------------------------------------------------
 
-    def may_start(self, priors: dict[str, tuple[Any, Estimate]]) -> bool:
+    def may_start(self, priors: list[Prior]) -> bool:
         """Before a question: does the budget allow running it on every system?"""
         if self.stopped:
             return False
-        expected = sum(self.budget.expected(system, key, estimate) for system, (key, estimate) in priors.items())
+        expected = sum(self.budget.expected(p.system, p.key, p.estimate) for p in priors)
         self.stopped = self.budget.refuse(expected)
         if self.stopped is None:
             self.budget.questions += 1
@@ -277,6 +297,7 @@ class Harness:
     def check_failures(self) -> None:
         if self.meter.failures >= FAILURES_TO_STOP and not self.stopped:
             self.stopped = f"{self.meter.failures} LLM calls failed in a row; last: {self.meter.last_error}"
+            self.failed = True
 
     def _trace_path(self, name: str) -> tuple[Path, str]:
         path = self.traces_dir / f"{slug(name)}.jsonl"
