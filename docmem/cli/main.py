@@ -7,7 +7,9 @@ import click
 from docmem import __version__
 from docmem.cli.common import configure_logging
 from docmem.cli.ask_cmd import ask, sessions
+from docmem.cli.chat_cmd import chat
 from docmem.cli.corpora_cmd import corpora
+from docmem.cli.eval_cmd import eval_group
 from docmem.cli.ingest_cmd import ingest
 from docmem.cli.search_cmd import search
 
@@ -29,3 +31,5 @@ cli.add_command(search)
 cli.add_command(corpora)
 cli.add_command(ask)
 cli.add_command(sessions)
+cli.add_command(eval_group)
+cli.add_command(chat)

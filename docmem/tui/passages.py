@@ -201,7 +201,8 @@ class SourceReader:
         first, last = chunks[0].index, chunks[-1].index
         if label is None:
             heading = " > ".join(chunks[0].headings)
-            label = f"chunks {first + 1}-{last + 1} of {self.count}" + (f" · {heading}" if heading else "")
+            shown = f"chunk {first + 1}" if first == last else f"chunks {first + 1}-{last + 1}"
+            label = f"{shown} of {self.count}" + (f" · {heading}" if heading else "")
         cited = spans.get(self.anchor.index) if any(c.id == self.anchor.id for c in chunks) else None
         quote = find_quote(text, self.citation.quote, cited) if cited else None
         if page is not None:

@@ -65,7 +65,11 @@ class CorpusLabel:
     embedder: str
 
     def __str__(self) -> str:
-        return f"{self.name} · {self.files:,} files · {self.chunks:,} chunks"
+        return f"{self.name} · {_plural(self.files, 'file')} · {_plural(self.chunks, 'chunk')}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 @dataclass(frozen=True)

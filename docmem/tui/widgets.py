@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Label, Markdown, OptionList, ProgressBar, Static
+from textual.widgets import Input, Label, Markdown, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
 from docmem.agent.describe import describe
@@ -98,7 +98,7 @@ class AnswerView(Vertical, can_focus=True):
         status = "not found in the corpus" if result.status == "abstained" else "answer"
         details = [status]
         if result.steps:
-            details.append(f"{result.steps} steps")
+            details.append(f"{result.steps} step{'s' if result.steps != 1 else ''}")
         if result.citations:
             details.append(f"{ok}/{len(result.citations)} citations verified")
         self.border_title = f"docmem · {' · '.join(details)}"
@@ -188,7 +188,9 @@ class Activity(VerticalScroll):
         elif isinstance(step, MemoryStep):
             item = ActivityItem(line or step.detail, kind=step.kind)
         elif isinstance(step, LLMStep):
-            item = ActivityItem(f"{line} · {step.seconds:.1f}s", kind="llm")
+            u = step.usage
+            item = ActivityItem(f"step {step.step} · {u.total:,}/{u.budget:,} tokens · {step.seconds:.1f}s",
+                                kind="llm")
         elif isinstance(step, MessageStep):
             item = ActivityItem(line or "message", kind="message")
         else:
@@ -211,8 +213,19 @@ def _k(n: int) -> str:
     return f"{n / 1000:.1f}k" if n >= 10_000 else f"{n:,}"
 
 
+def _short(n: int) -> str:
+    return str(n) if n < 1000 else f"{n / 1000:.1f}k" if n < 100_000 else f"{n // 1000}k"
+
+
 class MemoryGauge(Widget):
     """Main-context tokens by tier against the window, the 70% warning line, recall and archival."""
+
+    def on_mount(self) -> None:
+        self.tooltip = ("The agent's main context (its LLM window), by tier: system instructions and "
+                        "function schemas, working context (its notes), the recursive summary, and the "
+                        "FIFO queue of messages. The red line is the 70% warning; at 100% the oldest "
+                        "half of the queue is summarized away (a flush) and stays in recall. The "
+                        "hatched end is reserved for the reply.")
 
     snapshot: reactive[Snapshot | None] = reactive(None)
     flushes: reactive[int] = reactive(0)
@@ -232,9 +245,13 @@ class MemoryGauge(Widget):
             return Text("memory: no agent yet", style="dim")
         u = snap.usage
         percent = round(100 * u.fraction)
-        label = f" {_k(u.total)}/{_k(u.budget)} tokens {percent:>3}%"
-        bar_width = max(10, width - len(label) - 7)
-        line = Text("memory ", style="bold")
+        wide = width >= 100
+        short = _k if wide else _short
+        label = f" {short(u.total)}/{short(u.budget)} tokens {percent:>3}%"
+        counts = f" · recall {short(snap.recall_events)} · archival {short(snap.archival_points)}"
+        prefix = "memory " if wide else ""
+        bar_width = max(10, width - len(label) - len(prefix) - (0 if wide else len(counts)))
+        line = Text(prefix, style="bold")
         cells: list[tuple[str, str]] = []
         for _name, colour, tokens in self.tiers():
             cells += [("█", colour)] * round(bar_width * tokens / u.window)
@@ -246,15 +263,17 @@ class MemoryGauge(Widget):
         for char, style in cells:
             line.append(char, style=style)
         line.append(label, style="bold red" if u.fraction >= WARN_AT else "")
+        if not wide:
+            line.append(counts)
         legend = Text()
-        wide = width >= 100
         for name, colour, tokens in self.tiers():
             legend.append("■ ", style=colour)
-            value = f"{_k(tokens)}/{_k(snap.working_budget)}" if name == "working" else _k(tokens)
-            legend.append(f"{name if wide else name[:3]} {value}  ")
-        legend.append("│ 70% ", style="red")
-        legend.append(f"· recall {_k(snap.recall_events)} · archival {_k(snap.archival_points)}")
-        if snap.hidden:
+            value = f"{short(tokens)}/{short(snap.working_budget)}" if name == "working" and wide else short(tokens)
+            legend.append(f"{name} {value}" + ("  " if wide else " "))
+        if wide:
+            legend.append("│70% ", style="red")
+            legend.append(counts[1:])
+        if snap.hidden and wide:
             legend.append(f" · {snap.hidden} hidden")
         if self.flushes:
             legend.append(f" · {self.flushes} flush{'es' if self.flushes > 1 else ''}", style="bold yellow")
@@ -395,3 +414,26 @@ class IngestBar(Horizontal):
     def stop(self) -> None:
         self.remove_class("-active")
 
+
+
+class Prompt(Input):
+    """The message line; Up and Down walk through what was sent before."""
+
+    BINDINGS = [Binding("up", "history(-1)", show=False), Binding("down", "history(1)", show=False)]
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(placeholder="Ask about the corpus, or /help", select_on_focus=False, id=id)
+        self.sent: list[str] = []
+        self._back = 0  # 0: a new line; n: the n-th last sent
+
+    def remember(self, text: str) -> None:
+        if not self.sent or self.sent[-1] != text:
+            self.sent.append(text)
+        self._back = 0
+
+    def action_history(self, step: int) -> None:
+        back = min(len(self.sent), max(0, self._back - step))
+        if back != self._back:
+            self._back = back
+            self.value = self.sent[-back] if back else ""
+            self.cursor_position = len(self.value)
