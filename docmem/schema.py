@@ -1,11 +1,13 @@
 """The records that cross layers: a chunk as ingest writes it, a hit as search returns it.
 
-Point ids derive from (document content hash, chunk index), so writing the same file
-twice yields the same points: re-ingesting is idempotent and a crash resumes cleanly.
+Point ids derive from (document key, chunk index), the key being the file's content hash
+bound to its path, so writing the same file twice yields the same points: re-ingesting is
+idempotent and a crash resumes cleanly.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +18,12 @@ _NAMESPACE = uuid.UUID("6b1d2c0e-2f0a-5a7e-9d4c-64f0c3d1e8a1")
 # Payload kind of a corpus chunk vs a fact the agent stored with archival_insert.
 KIND_DOCUMENT = "document"
 KIND_NOTE = "note"
+
+
+def document_key(path: str, content_hash: str) -> str:
+    """A document's identity: its content *at its path*. Two identical files in two folders
+    are two documents (each cited by its own path), so their points must not collide."""
+    return hashlib.sha256(f"{path}\0{content_hash}".encode()).hexdigest()
 
 
 def chunk_id(doc_hash: str, index: int) -> str:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 from docmem.embedders import bm25_document
 from docmem.errors import DocmemError
-from docmem.schema import Chunk
+from docmem.schema import Chunk, document_key
 from docmem.store.corpus import Corpus
 from docmem.store.manifest import FileRecord, now
 from ingest.chunker import Chunker
@@ -127,7 +127,7 @@ def _process(job: _Job) -> _Outcome:
         document = load(Path(job.path))
         key = (job.chunk_tokens, job.overlap)
         chunker = _CHUNKERS.get(key) or _CHUNKERS.setdefault(key, Chunker(*key))
-        chunks = chunker.chunk(document, doc_hash=digest, path=job.rel)
+        chunks = chunker.chunk(document, doc_hash=document_key(job.rel, digest), path=job.rel)
         if not chunks:
             raise LoadError("no text")
         return _Outcome(job.rel, "ok", hash=digest, title=document.title, pages=document.pages,

@@ -227,3 +227,15 @@ def test_delete_corpus(tmp_path):
     assert (root / "guide.md").exists()
     result = runner.invoke(cli, ["corpora", "--delete", "gone"])
     assert result.exit_code == 1 and "no corpus 'gone'" in result.output
+
+
+def test_identical_files_in_two_places_are_two_documents(settings, tmp_path):
+    root = write_tree(tmp_path / "docs", {"a/copy.txt": NOTES, "b/copy.txt": NOTES})
+    summary = _ingest(settings, [root])
+    with open_corpus(settings) as corpus:
+        assert corpus.store.count() == summary.chunks_written == corpus.manifest.totals()[2]
+        assert {h.chunk.path for h in search(corpus, "keeper lamp").hits} == {"a/copy.txt", "b/copy.txt"}
+    (root / "a" / "copy.txt").unlink()
+    _ingest(settings, [root])
+    with open_corpus(settings) as corpus:
+        assert [h.chunk.path for h in search(corpus, "keeper lamp").hits] == ["b/copy.txt"]
