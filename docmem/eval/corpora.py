@@ -25,7 +25,7 @@ IngestFn = Callable[[Corpus, list[Path]], Any]
 
 
 def doc_hash(text: str) -> str:
-    """The content hash ingest gives a file holding exactly ``text`` (chunk ids start with its first 12)."""
+    """The content hash ingest records for a file holding exactly ``text``."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -33,6 +33,7 @@ from typing import Any
 import docmem
 from docmem.errors import DocmemError
 from docmem.eval.corpora import EvalCorpus, IngestFn, corpus_name, doc_hash
+from docmem.schema import document_key
 from docmem.eval.harness import Estimate, Harness, Prior, agent_estimate, prompt
 from docmem.search import search
 from docmem.store.corpus import Corpus
@@ -62,6 +63,11 @@ class Passage:
     @property
     def file_name(self) -> str:
         return f"passage-{self.hash[:12]}.md"
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The document key ingest gives this passage's file; its chunk ids start with ``key[:12]``."""
+        return document_key(self.file_name, self.hash)
 
 
 @dataclass(frozen=True)
@@ -212,14 +218,14 @@ def _share(need: list[int], room: int) -> list[int]:
     return alloc
 
 
-def retrieve(corpus: Corpus, question: str, k: int, by_hash: dict[str, Passage]) -> list[Passage]:
+def retrieve(corpus: Corpus, question: str, k: int, by_key: dict[str, Passage]) -> list[Passage]:
     """The top ``k`` distinct passages for the question, by the agent's own ranking."""
     if k <= 0:
         return []
     page = search(corpus, question, page=1, page_size=min(corpus.settings.candidates, 2 * k + 10))
     ranked: list[Passage] = []
     for hit in page.hits:
-        passage = by_hash.get(hit.chunk.doc_hash)
+        passage = by_key.get(hit.chunk.doc_hash)
         if passage is not None and passage not in ranked:
             ranked.append(passage)
         if len(ranked) == k:
@@ -274,7 +280,7 @@ def plan(params: QAParams, counter: TokenCounter, page_size: int, systems: tuple
 def run(harness: Harness, params: QAParams, ingest: IngestFn) -> list[dict[str, Any]]:
     options, settings = harness.options, harness.settings
     selection = select(params)
-    by_hash = {p.hash: p for p in selection.pool}
+    by_key = {p.key: p for p in selection.pool}
     harness.header({"docs": list(params.docs), "questions": len(selection.items), "pool": len(selection.pool),
                     "seed": params.seed, "data": str(find_data(params.data)), "embedder": params.embedder,
                     "docmem_scope": "whole pool, pages freely (not limited by K)"})
@@ -292,10 +298,10 @@ def run(harness: Harness, params: QAParams, ingest: IngestFn) -> list[dict[str, 
                                             params.docs, options.baseline_window, per_passage)):
                 break
             common = {"id": item.id, "question": item.question, "gold": list(item.answers),
-                      "gold_title": item.gold.title, "gold_doc": item.gold.hash[:12]}
+                      "gold_title": item.gold.title, "gold_doc": item.gold.key[:12]}
             marks = []
             if "baseline" in options.systems:
-                ranked = retrieve(corpus.corpus, item.question, max(params.docs), by_hash)
+                ranked = retrieve(corpus.corpus, item.question, max(params.docs), by_key)
                 for k in params.docs:
                     top = ranked[:k]
                     context = fixed_context(top, item.question, options.baseline_window - reserve,
@@ -315,7 +321,7 @@ def run(harness: Harness, params: QAParams, ingest: IngestFn) -> list[dict[str, 
                 outcome = harness.ask_agent(corpus.corpus, prompt("qa_question", question=item.question),
                                             item.id, None)
                 seen_docs = {m for text in outcome.seen for m in _CHUNK.findall(text)}
-                retrieval = {"gold_retrieved": item.gold.hash[:12] in seen_docs,
+                retrieval = {"gold_retrieved": item.gold.key[:12] in seen_docs,
                              "answer_in_context": contains_answer("\n".join(outcome.seen), item.answers),
                              "docs_retrieved": len(seen_docs)}
                 record = _scored(harness, item, outcome, {**common, "k": None, "x": None, **retrieval})
