@@ -37,6 +37,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # The machine is shared: other work running at the same time slows every figure.
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -125,6 +127,7 @@ class RssSampler:
         self.interval = interval
         self.peak_tree = 0
         self.peak_main = 0
+        self.peak_main_anon = 0  # rss - shared: without file-backed pages (mmapped segments, WAL)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -132,9 +135,11 @@ class RssSampler:
         import psutil
 
         try:
-            main = self.proc.memory_info().rss
+            info = self.proc.memory_info()
         except psutil.Error:
             return
+        main = info.rss
+        self.peak_main_anon = max(self.peak_main_anon, info.rss - getattr(info, "shared", 0))
         total = main
         for child in self.proc.children(recursive=True):
             try:
@@ -165,6 +170,65 @@ class RssSampler:
     @property
     def peak_main_mb(self) -> float:
         return round(self.peak_main / 1e6, 1)
+
+    @property
+    def peak_main_anon_mb(self) -> float:
+        return round(self.peak_main_anon / 1e6, 1)
+
+
+_SAMPLER_CODE = """
+import json, signal, sys, time, psutil
+pid, out = int(sys.argv[1]), sys.argv[2]
+proc = psutil.Process(pid)
+peak = {"rss": 0, "anon": 0}
+def done(*_):
+    open(out, "w").write(json.dumps(peak)); sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+while True:
+    try:
+        m = proc.memory_info()
+    except psutil.Error:
+        done()
+    peak["rss"] = max(peak["rss"], m.rss); peak["anon"] = max(peak["anon"], m.rss - m.shared)
+    time.sleep(0.2)
+"""
+
+
+class ExternalRssSampler:
+    """Peak RSS of this process, sampled from another process.
+
+    Needed around calls that hold the GIL for their whole duration, which starves an
+    in-process sampling thread: qdrant_edge's ``EdgeShard.optimize()`` is one (checked: a
+    10 ms ticker thread got 1 tick in a 10.7 s optimize).
+    """
+
+    def __enter__(self) -> "ExternalRssSampler":
+        import subprocess
+        import tempfile
+
+        self.out = tempfile.mktemp(suffix=".json", dir="/tmp")
+        self.proc = subprocess.Popen([sys.executable, "-c", _SAMPLER_CODE, str(os.getpid()), self.out])
+        time.sleep(0.3)  # let it start sampling
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import json as _json
+
+        self.proc.terminate()
+        self.proc.wait()
+        try:
+            with open(self.out, encoding="utf-8") as fh:
+                peak = _json.load(fh)
+            os.unlink(self.out)
+        except (OSError, ValueError):
+            peak = {"rss": 0, "anon": 0}
+        self.peak_mb = round(peak["rss"] / 1e6, 1)
+        self.peak_anon_mb = round(peak["anon"] / 1e6, 1)
+
+
+def load1() -> float:
+    """1-minute load average: this machine is shared, so each phase records it."""
+    return round(os.getloadavg()[0], 2)
 
 
 class Timer:

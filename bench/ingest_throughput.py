@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, REPO, SAMPLE, RssSampler, Timer, log, machine, table, write_json  # noqa: E402
+from _common import CACHE, REPO, SAMPLE, RssSampler, Timer, load1, log, machine, table, write_json  # noqa: E402
 
 WORKERS = 2
 CHUNK_TOKENS, CHUNK_OVERLAP = 200, 30  # the product defaults (docmem.config.Settings)
@@ -265,6 +265,8 @@ def run_child(home: Path, paths: list[Path], dense: bool, dense_cap: int | None 
     os.unlink(out)
     result["peak_rss_tree_mb"] = rss.peak_tree_mb
     result["peak_rss_main_mb"] = rss.peak_main_mb
+    result["peak_rss_main_anon_mb"] = rss.peak_main_anon_mb
+    result["load1_after"] = load1()
     return result
 
 
@@ -276,9 +278,11 @@ def bench_corpus(label: str, root: Path, embed_sample: int | None, dense_cap: in
     log(f"{label}: {len(files)} files, {sum(f.stat().st_size for f in files) / 1e6:.1f} MB")
     log(f"{label}: (a) extraction alone")
     a, texts = extraction_alone(files)
+    a["load1_after"] = load1()
     log(f"{label}: (a) {a}")
     log(f"{label}: (b) embedder alone on {min(len(texts), embed_sample or len(texts))} chunks")
     b = embedder_alone(texts, embed_sample)
+    b["load1_after"] = load1()
     log(f"{label}: (b) {b}")
     del texts
     home = Path(tempfile.mkdtemp(prefix=f"docmem-bench-ingest-{label}-", dir="/tmp"))
@@ -312,7 +316,9 @@ def bench_corpus(label: str, root: Path, embed_sample: int | None, dense_cap: in
         "whole_vs_b": round(chunks / whole_s / b["chunks_per_s"], 3),
         "rss_sizes": [{"label": label, "mb": a["mb"], "chunks": chunks,
                        "bm25_peak_rss_tree_mb": c["peak_rss_tree_mb"], "bm25_peak_rss_main_mb": c["peak_rss_main_mb"],
-                       "dense_peak_rss_tree_mb": d["peak_rss_tree_mb"]}],
+                       "bm25_peak_rss_main_anon_mb": c["peak_rss_main_anon_mb"],
+                       "dense_peak_rss_tree_mb": d["peak_rss_tree_mb"],
+                       "dense_peak_rss_main_anon_mb": d["peak_rss_main_anon_mb"]}],
     }
     for extra_label, extra_root in extra_sizes:
         home = Path(tempfile.mkdtemp(prefix=f"docmem-bench-ingest-{extra_label}-", dir="/tmp"))
@@ -325,7 +331,8 @@ def bench_corpus(label: str, root: Path, embed_sample: int | None, dense_cap: in
         result["rss_sizes"].append({
             "label": extra_label, "mb": round(sum(f.stat().st_size for f in corpus_files(extra_root)) / 1e6, 2),
             "chunks": e["points"], "bm25_peak_rss_tree_mb": e["peak_rss_tree_mb"],
-            "bm25_peak_rss_main_mb": e["peak_rss_main_mb"], "dense_peak_rss_tree_mb": None,
+            "bm25_peak_rss_main_mb": e["peak_rss_main_mb"], "bm25_peak_rss_main_anon_mb": e["peak_rss_main_anon_mb"],
+            "dense_peak_rss_tree_mb": None, "dense_peak_rss_main_anon_mb": None,
             "searchable_s": e["searchable_s"],
         })
     return result
@@ -366,10 +373,12 @@ def report(results: list[dict[str, Any]]) -> None:
     rows = []
     for r in results:
         for s in r["rss_sizes"]:
-            rows.append([s["label"], s["mb"], s["chunks"], s["bm25_peak_rss_main_mb"], s["bm25_peak_rss_tree_mb"],
-                         s["dense_peak_rss_tree_mb"]])
-    print(table(["corpus", "MB", "chunks", "bm25 ingest RSS main MB", "bm25 ingest RSS tree MB",
-                 "dense fill RSS tree MB"], rows, "(e) peak RSS of the ingest subprocess (tree = + workers)"))
+            rows.append([s["label"], s["mb"], s["chunks"], s["bm25_peak_rss_main_mb"], s["bm25_peak_rss_main_anon_mb"],
+                         s["bm25_peak_rss_tree_mb"], s["dense_peak_rss_tree_mb"], s["dense_peak_rss_main_anon_mb"]])
+    print(table(["corpus", "MB", "chunks", "bm25: main RSS", "bm25: main anon", "bm25: tree RSS",
+                 "dense: tree RSS", "dense: main anon"], rows,
+                "(e) peak RSS (MB) of the ingest subprocess; tree = + worker processes; "
+                "anon = RSS minus file-backed pages (Qdrant's mmapped files)"))
 
 
 def main() -> None:
@@ -407,7 +416,7 @@ def main() -> None:
             "settings": {"workers": WORKERS, "chunk_tokens": CHUNK_TOKENS, "chunk_overlap": CHUNK_OVERLAP,
                          "embed_sample": opts.embed_sample, "dense_cap": opts.dense_cap},
             "wall_s": round(time.time() - started, 1), "results": results}
-    print(f"\nwrote {write_json('ingest_throughput', data)}")
+    print(f"\nwrote {write_json('ingest_throughput' + ('-quick' if opts.quick else ''), data)}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``docmem ask``: one question, a cited answer; ``docmem sessions``: saved sessions."""
+"""``docmem ask``: one question, a cited answer (or a file of them: ``--questions``, in
+``ask_batch``); ``docmem sessions``: saved sessions."""
 
 from __future__ import annotations
 
@@ -24,10 +25,25 @@ def llm_options(fn):  # type: ignore[no-untyped-def]
 
 
 @click.command()
-@click.argument("question")
+@click.argument("question", required=False)
 @corpus_option
+@click.option("--questions", "questions_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Batch: a file of questions (text, one a line; .jsonl with id/question; .csv with a "
+                   "question column).")
+@click.option("--out", "outs", type=click.Path(path_type=Path, dir_okay=False), multiple=True,
+              help="Batch: output file(s), by extension: .jsonl (records, resumable), .csv, .md (report). "
+                   "Repeatable. Default: QUESTIONS_FILE's name + .answers.jsonl.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="Batch: questions asked at once (mind the API's rate limit).")
+@click.option("--rerun-stale", is_flag=True,
+              help="Batch: after a re-ingest, re-answer the questions whose cited passages changed or "
+                   "disappeared; keep the rest.")
+@click.option("--share-memory", is_flag=True,
+              help="Batch: notes the agent stores while answering one question are visible to the next.")
+@click.option("--stop-after-failures", type=click.IntRange(0), default=5, show_default=True,
+              help="Batch: stop after this many failed questions in a row (0: never).")
 @click.option("--session", default=None, help="Persist and resume memory under this name.")
-@click.option("--json", "as_json", is_flag=True, help="Structured result on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Structured result on stdout (batch: the run's summary).")
 @click.option("--trace", type=click.Path(path_type=Path), default=None, help="Write every step as JSONL.")
 @click.option("--max-steps", type=int, default=24, show_default=True, help="Step budget for one question.")
 @click.option("--quiet", "-q", is_flag=True, help="No live activity on stderr.")
@@ -35,18 +51,42 @@ def llm_options(fn):  # type: ignore[no-untyped-def]
 @qdrant_options
 @click.pass_context
 @user_errors
-def ask(ctx: click.Context, question: str, corpus: str | None, session: str | None, as_json: bool,
-        trace: Path | None, max_steps: int, quiet: bool, model: str | None, base_url: str | None,
-        api_key: str | None, context_window: int | None, qdrant_url: str | None,
-        qdrant_api_key: str | None) -> None:
-    """Answer QUESTION from a corpus, with verified citations."""
+def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_file: Path | None,
+        outs: tuple[Path, ...], jobs: int, rerun_stale: bool, share_memory: bool, stop_after_failures: int,
+        session: str | None, as_json: bool, trace: Path | None, max_steps: int, quiet: bool,
+        model: str | None, base_url: str | None, api_key: str | None, context_window: int | None,
+        qdrant_url: str | None, qdrant_api_key: str | None) -> None:
+    """Answer QUESTION from a corpus, with verified citations.
+
+    \b
+    Batch: docmem ask --questions FILE [--out answers.jsonl --out answers.csv --out report.md]
+    Re-running resumes: questions already answered for the same corpus state are skipped.
+    """
+    settings = settings_from(ctx, corpus=corpus, model=model, base_url=base_url, api_key=api_key,
+                             context_window=context_window, qdrant_url=qdrant_url,
+                             qdrant_api_key=qdrant_api_key)
+    if questions_file is not None:
+        if question is not None:
+            raise click.UsageError("give a QUESTION or --questions FILE, not both")
+        for flag, given in (("--session", session), ("--trace", trace)):
+            if given is not None:
+                raise click.UsageError(f"{flag} works with one QUESTION, not with --questions")
+        from docmem.cli.ask_batch import ask_batch
+
+        code = ask_batch(settings, questions_file, list(outs), jobs=jobs, rerun_stale=rerun_stale,
+                         share_memory=share_memory, stop_after_failures=stop_after_failures,
+                         max_steps=max_steps, quiet=quiet, as_json=as_json)
+        sys.exit(code)
+    if question is None:
+        raise click.UsageError("give a QUESTION, or --questions FILE for a batch")
+    batch_only = {"--out": bool(outs), "--rerun-stale": rerun_stale, "--share-memory": share_memory}
+    for flag, given in batch_only.items():
+        if given:
+            raise click.UsageError(f"{flag} needs --questions FILE")
     from docmem.agent.describe import describe
     from docmem.agent.loop import Trace
     from docmem.agent.session import open_agent
 
-    settings = settings_from(ctx, corpus=corpus, model=model, base_url=base_url, api_key=api_key,
-                             context_window=context_window, qdrant_url=qdrant_url,
-                             qdrant_api_key=qdrant_api_key)
     err = Console(stderr=True, soft_wrap=True)
 
     def show(step) -> None:  # type: ignore[no-untyped-def]
