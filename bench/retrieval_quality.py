@@ -308,7 +308,7 @@ def main() -> None:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--rankings", default=None, help="comma-separated subset (default: all)")
     parser.add_argument("--candidates", type=int, default=None,
-                        help="search()'s cap on ranked results (default: the setting, 500); output gets a -cN suffix")
+                        help="search()'s cap on ranked results (default: the setting, 100); output gets a -cN suffix")
     opts = parser.parse_args()
     rankings = _split_rankings(opts.rankings) if opts.rankings else RANKINGS
     started = time.time()
@@ -333,8 +333,9 @@ def main() -> None:
                  "KV top-2 (key)", "KV top-2 (question)"], rows,
                 f"NQ-Open oracle, {len(chosen)} questions; corpus {builds[0]['points']} chunks "
                 f"({len(passages)} gold passages + sample_corpora distractors); chunk 200/30; "
-                f"candidates {opts.candidates or 'default (500)'}"))
-    print(f"questions that look like identifiers (weights swapped to favour BM25): {nq['identifier_like_questions']}")
+                f"candidates {opts.candidates or 'default (100)'}"))
+    print(f"questions that look like identifiers (hybrid rankings led by BM25 for these): "
+          f"{nq['identifier_like_questions']}")
     for ranking, p in nq["paging"].items():
         print(f"paging, {ranking}, 100 questions: pages 1-5 (size 5) differ from one size-25 list in "
               f"{p['pages_differ_from_one_list']}, the same call twice differs in {p['same_call_differs']}, "

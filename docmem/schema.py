@@ -113,7 +113,7 @@ class SearchPage:
     hits: list[Hit]
     total: int  # candidates retrieved (capped)
     capped: bool  # True when there may be more than `total`
-    mode: str  # "hybrid" | "bm25" | "dense"
+    mode: str  # "hybrid" | "hybrid, BM25-led (identifier)" | "bm25" | "dense"
     filters: dict[str, Any] = field(default_factory=dict)
 
     @property

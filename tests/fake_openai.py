@@ -105,8 +105,9 @@ class FakeOpenAI:
 
     def __init__(self, *, model: str = "fake-model", latency: float = 0.0,
                  embedding_dim: int = 64, piece_chars: int = 6,
-                 api_key: str | None = None) -> None:
+                 api_key: str | None = None, port: int = 0) -> None:
         self.model = model
+        self.bind_port = port  # 0: any free port
         self.latency = latency  # seconds before each answer (waits on an Event, no spinning)
         self.embedding_dim = embedding_dim
         self.piece_chars = piece_chars  # size of streamed content and argument pieces
@@ -123,7 +124,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", self.bind_port), handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05}, daemon=True,
                                         name="fake-openai")
@@ -212,6 +213,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # keep-alive replies would otherwise wait ~40 ms for the ACK
     fake: FakeOpenAI
 
     def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
@@ -448,3 +450,33 @@ def fake_llm() -> Iterator[FakeOpenAI]:
     """A started ``FakeOpenAI``; stopped after the test."""
     with FakeOpenAI() as server:
         yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the tests' citing policy (search the question, answer quoting the top hit) so
+    that ``docmem ask``, ``chat`` and ``--questions`` can be tried with no LLM at all:
+
+        .venv/bin/python -m tests.fake_openai --port 8765 &
+        docmem chat --corpus sample --model fake --base-url http://127.0.0.1:8765/v1
+    """
+    import argparse
+
+    from tests.agent_helpers import citing_server_policy
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0] if main.__doc__ else None)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds before each reply")
+    opts = parser.parse_args(argv)
+    server = FakeOpenAI(model="fake", latency=opts.latency, port=opts.port)
+    server.policy = citing_server_policy
+    with server:
+        print(f"fake OpenAI-compatible server (scripted citing policy) at {server.url}; Ctrl+C stops",
+              flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

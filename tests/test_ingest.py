@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import uuid
@@ -134,11 +135,42 @@ def test_identifier_query_finds_exact_match_in_hybrid(settings, tmp_path):
         ingest(corpus, [root], workers=1)
         assert corpus.store.count(missing_dense=True) == 0
         for i in (0, 17, 39):
-            page = search(corpus, keys[i], page_size=2)
-            assert page.mode == "hybrid"
-            # Each key is also the value of one other pair: both exact matches lead the list.
-            texts = [h.chunk.text for h in page.hits]
-            assert any(f"key = {keys[i]}" in t for t in texts) and all(keys[i] in t for t in texts)
+            for query in (keys[i], f"What is the value of key {keys[i]}?"):
+                page = search(corpus, query, page_size=2)
+                assert page.mode == "hybrid, BM25-led (identifier)"
+                # Each key is also the value of one other pair: both exact matches lead the list.
+                texts = [h.chunk.text for h in page.hits]
+                assert any(f"key = {keys[i]}" in t for t in texts) and all(keys[i] in t for t in texts)
+        assert search(corpus, "value pair key", page_size=5).mode == "hybrid"
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_tied_scores_come_back_in_one_order(tmp_path, backend):
+    """Qdrant's RRF returns tied points in hash-map order, which changes from call to call
+    (20 orders in 20 calls, measured); each page is its own call, so the store must order ties."""
+    from docmem.schema import Chunk
+    from docmem.store.base import DENSE, SPARSE, FusionSpec, SparseVec, VectorQuery
+
+    n = 30
+    if backend == "edge":
+        from docmem.store.edge import EdgeStore
+
+        store = EdgeStore(tmp_path / "shard", 2)
+    else:
+        qdrant_client = pytest.importorskip("qdrant_client")
+        from docmem.store.server import ServerStore
+
+        store = ServerStore(qdrant_client.QdrantClient(path=str(tmp_path / "local")), "ties", 2)
+    chunks = [Chunk(doc_hash=f"{i:064x}", index=0, text=f"t{i}", path=f"p{i}.txt", title="t") for i in range(n)]
+    # BM25 ranks 0, 1, 2, ...; dense ranks the reverse, so i and n-1-i always tie under RRF.
+    sparse = [SparseVec([1], [float(n - i)]) for i in range(n)]
+    dense = [[math.cos(i * 0.05), math.sin(i * 0.05)] for i in range(n)]
+    store.upsert(chunks, sparse, dense)
+    lists = [VectorQuery(SPARSE, SparseVec([1], [1.0]), n), VectorQuery(DENSE, [math.cos(2), math.sin(2)], n)]
+    orders = {tuple(s.point_id for s in store.query(lists, FusionSpec("rrf", 1, None), n)) for _ in range(10)}
+    assert len(orders) == 1
+    (order,) = orders
+    assert len(order) == n
 
 
 def test_path_filter(settings, tmp_path):

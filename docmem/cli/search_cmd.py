@@ -42,20 +42,23 @@ def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
 @click.option("--page", "-p", type=int, default=1, show_default=True, help="Page of results (from 1).")
 @click.option("--page-size", "-k", type=int, default=None, help="Results per page (default 5).")
 @click.option("--path", "path_glob", default=None, metavar="GLOB", help="Only files matching this glob, e.g. '*.pdf'.")
-@click.option("--fusion", default=None, help="rrf[:K[:W_BM25,W_DENSE]], dbsf, bm25 or dense.")
+@click.option("--fusion", default=None, help="dbsf (default), rrf[:K[:W_BM25,W_DENSE]], bm25 or dense.")
+@click.option("--candidates", type=click.IntRange(1, 10_000), default=None,
+              help="Results ranked per query, the most that pages can reach (default 100).")
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")
 @qdrant_options
 @click.pass_context
 @user_errors
 def search(ctx: click.Context, query: str, corpus: str | None, page: int, page_size: int | None,
-           path_glob: str | None, fusion: str | None, as_json: bool, qdrant_url: str | None,
-           qdrant_api_key: str | None) -> None:
+           path_glob: str | None, fusion: str | None, candidates: int | None, as_json: bool,
+           qdrant_url: str | None, qdrant_api_key: str | None) -> None:
     """Search a corpus and print one page of cited results."""
     from docmem.search import search as run_search
 
     settings = settings_from(ctx, corpus=corpus, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
     with open_corpus(settings) as opened:
-        result = run_search(opened, query, page=page, page_size=page_size, path=path_glob, ranking=fusion)
+        result = run_search(opened, query, page=page, page_size=page_size, path=path_glob, ranking=fusion,
+                            candidates=candidates)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -222,7 +222,8 @@ def retrieve(corpus: Corpus, question: str, k: int, by_key: dict[str, Passage]) 
     """The top ``k`` distinct passages for the question, by the agent's own ranking."""
     if k <= 0:
         return []
-    page = search(corpus, question, page=1, page_size=min(corpus.settings.candidates, 2 * k + 10))
+    depth = 2 * k + 10  # a passage can span chunks; K=100 needs more than the default 100 candidates
+    page = search(corpus, question, page=1, page_size=depth, candidates=max(corpus.settings.candidates, depth))
     ranked: list[Passage] = []
     for hit in page.hits:
         passage = by_key.get(hit.chunk.doc_hash)

@@ -48,6 +48,13 @@ class Scored:
     score: float
 
 
+def in_stable_order(points: Sequence[Scored]) -> list[Scored]:
+    """Best first, ties by point id: Qdrant's RRF returns tied scores in hash-map order, which
+    changes between calls, and each page is its own call, so without this page 2 could repeat
+    a page-1 hit."""
+    return sorted(points, key=lambda s: (-s.score, s.point_id))
+
+
 class ArchivalStore(Protocol):
     """What ingest, search and the agent need from a Qdrant collection."""
 

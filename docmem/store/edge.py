@@ -15,6 +15,7 @@ import qdrant_edge as qe
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
     DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
+    in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class EdgeStore:
             )
             request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=method,
                                       with_payload=False, with_vector=False)
-        return [Scored(str(p.id), float(p.score)) for p in self.shard.query(request)]
+        return in_stable_order([Scored(str(p.id), float(p.score)) for p in self.shard.query(request)])
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:

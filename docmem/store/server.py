@@ -14,6 +14,7 @@ from docmem.errors import DocmemError
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
     DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
+    in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class ServerStore:
                 query = m.RrfQuery(rrf=m.Rrf(k=fusion.k, weights=list(fusion.weights) if fusion.weights else None))
             result = self.client.query_points(self.collection, prefetch=prefetch, query=query,
                                               limit=limit, with_payload=False)
-        return [Scored(str(p.id), float(p.score)) for p in result.points]
+        return in_stable_order([Scored(str(p.id), float(p.score)) for p in result.points])
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:
