@@ -3,8 +3,9 @@
 A document's blocks are joined into one extracted text; chunks are spans of it, so each
 keeps its exact character span, page and heading path. Cuts fall between blocks where
 possible, then between sentences, then between words, never inside a word. A heading
-starts a new chunk once the current one is reasonably full. Consecutive chunks overlap by
-about ``overlap`` tokens of the previous one, snapped to a word start.
+starts a new chunk once the current one is reasonably full, and such a chunk needs no
+overlap. Other consecutive chunks overlap by about ``overlap`` tokens of the previous one,
+snapped to a word start.
 """
 
 from __future__ import annotations
@@ -106,16 +107,16 @@ class Chunker:
 
     # -- packing pieces into chunks ---------------------------------------------
 
-    def _overlap_start(self, text: str, prev_start: int, boundary: int) -> int:
-        """Start of a tail of text[prev_start:boundary] of about `overlap` tokens, at a word."""
-        if not self.overlap:
+    def _overlap_start(self, text: str, prev_start: int, boundary: int, tokens: int) -> int:
+        """Start of a tail of text[prev_start:boundary] of at most ``tokens`` tokens, at a word."""
+        if tokens <= 0:
             return boundary
-        window = text[max(prev_start, boundary - self.overlap * 8):boundary]
+        window = text[max(prev_start, boundary - tokens * 8):boundary]
         ids = self.counter.encoding.encode(window, disallowed_special=())
-        if len(ids) <= self.overlap:
+        if len(ids) <= tokens:
             tail_len = len(window)
         else:
-            tail_len = len(self.counter.encoding.decode(ids[-self.overlap:]))
+            tail_len = len(self.counter.encoding.decode(ids[-tokens:]))
         start = boundary - tail_len
         # Snap forward to the start of a word so no chunk begins mid-word.
         while start < boundary and start > 0 and not text[start - 1].isspace():
@@ -127,26 +128,33 @@ class Chunker:
     def chunk(self, document: Document, *, doc_hash: str, path: str) -> list[Chunk]:
         text, starts = extracted_text(document)
         pieces = self._pieces(document, starts)
-        groups: list[list[_Piece]] = []
+        groups: list[tuple[list[_Piece], int]] = []  # pieces and their tokens
         current: list[_Piece] = []
         used = 0
         for piece in pieces:
             heading_cut = piece.block.is_heading and piece.opens_block and used >= self.max_tokens // 3
-            if current and (used + piece.tokens > self.max_tokens - self.overlap or heading_cut):
-                groups.append(current)
-                current, used = [], 0
+            # A chunk led by a heading gets no overlap prefix, so it may use the whole size:
+            # a heading is never left alone in a chunk because its first paragraph is long.
+            led_by_heading = bool(current) and current[0].block.is_heading and current[0].opens_block
+            budget = self.max_tokens if led_by_heading else self.max_tokens - self.overlap
+            cost = piece.tokens + (1 if current else 0)  # the blank line between blocks is a token
+            if current and (used + cost > budget or heading_cut):
+                groups.append((current, used))
+                current, used, cost = [], 0, piece.tokens
             current.append(piece)
-            used += piece.tokens
+            used += cost
         if current:
-            groups.append(current)
+            groups.append((current, used))
 
         chunks: list[Chunk] = []
         prev_start = 0
-        for index, group in enumerate(groups):
+        for index, (group, used) in enumerate(groups):
             first = group[0]
             start = first.start
             if index and not (first.block.is_heading and first.opens_block):
-                start = self._overlap_start(text, prev_start, first.start)
+                # A block that nearly fills a chunk on its own leaves less room for overlap.
+                room = min(self.overlap, self.max_tokens - used - 1)
+                start = self._overlap_start(text, prev_start, first.start, room)
             end = group[-1].end
             pages = [p.block.page for p in group if p.block.page is not None]
             start_page = _page_at(pieces, start) or (pages[0] if pages else None)

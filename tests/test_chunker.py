@@ -29,8 +29,8 @@ def _doc(seed: int, blocks: int = 40) -> Document:
     return Document("Manual", out, pages=1 + blocks // 6)
 
 
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("size,overlap", [(200, 30), (64, 8), (400, 0)])
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("size,overlap", [(200, 30), (64, 8), (400, 0), (128, 16)])
 def test_chunks_are_bounded_exact_and_whole_words(seed, size, overlap):
     doc = _doc(seed)
     text, _ = extracted_text(doc)
@@ -39,7 +39,7 @@ def test_chunks_are_bounded_exact_and_whole_words(seed, size, overlap):
     assert [c.index for c in chunks] == list(range(len(chunks)))
     for c in chunks:
         assert text[c.char_start:c.char_end] == c.text
-        assert counter.count(c.text) <= size * 1.15  # joins and overlap, a little over at most
+        assert counter.count(c.text) <= size  # overlap and the blank lines between blocks included
         assert not text[c.char_start - 1:c.char_start].isalnum() or c.char_start == 0  # starts at a word
         assert not text[c.char_end:c.char_end + 1].isalnum()  # ends at a word
         assert c.page is not None and c.page <= c.page_end
@@ -66,12 +66,31 @@ def test_heading_starts_a_chunk_and_gives_its_path():
     assert last.section == "Gaskets"
 
 
+def test_a_heading_is_never_left_alone_by_its_long_first_paragraph():
+    # Seen in sqlite-wal.html: a section heading, then a paragraph of ~180 tokens that did not
+    # fit after it, gave a chunk holding only the heading, repeated at the top of the next.
+    counter = TokenCounter()
+    filler = "The valve is checked every week by the operator on duty. " * 9
+    long_para = "Checkpoints copy the log back into the database file when asked to. " * 13
+    assert 160 < counter.count(long_para) < 190
+    doc = Document("Manual", [
+        Block("Manual", headings=("Manual",), is_heading=True),
+        Block(filler, headings=("Manual",)),
+        Block("Checkpoints", headings=("Manual", "Checkpoints"), is_heading=True),
+        Block(long_para, headings=("Manual", "Checkpoints")),
+    ])
+    chunks = Chunker(200, 30).chunk(doc, doc_hash="c" * 64, path="m.md")
+    assert all(c.text.strip() not in ("Checkpoints", "Manual") for c in chunks)
+    assert chunks[-1].text.startswith("Checkpoints\n\nCheckpoints copy")
+    assert all(counter.count(c.text) <= 200 for c in chunks)
+
+
 def test_a_giant_word_is_cut_not_lost():
     blob = "x" * 5000
     doc = Document("t", [Block(f"Start {blob} end.")])
     chunks = Chunker(64, 8).chunk(doc, doc_hash="b" * 64, path="t.txt")
     assert "".join(re.findall("x+", " ".join(c.text for c in chunks))).count("x") >= 5000
-    assert all(TokenCounter().count(c.text) <= 64 * 1.15 for c in chunks)
+    assert all(TokenCounter().count(c.text) <= 64 for c in chunks)
 
 
 def test_bad_settings_are_refused():
