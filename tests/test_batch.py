@@ -289,6 +289,51 @@ def test_ctrl_c_or_kill_stops_cleanly_and_keeps_what_was_written(corpus_root, tm
 # -- stale answers ----------------------------------------------------------------------------
 
 
+MANUAL = ("# Pumps\n\n" + "The pump must be primed with water before every start. " * 10 + "\n\n"
+          "# Valves\n\n" + "Close the gate valve slowly to avoid water hammer. " * 10 + "\n")
+
+
+def test_an_edit_elsewhere_in_a_cited_file_keeps_the_answer(settings, server, tmp_path):
+    root = tmp_path / "manual"
+    build_corpus(settings, root, {"manual.md": MANUAL})
+    qfile = tmp_path / "q.txt"
+    qfile.write_text("Why must the pump be primed with water before every start?\n", encoding="utf-8")
+    out = tmp_path / "a.jsonl"
+    args = ["--questions", str(qfile), "--out", str(out)]
+    assert run(server, *args).exit_code == 0
+    (before,) = records(out)
+    cited = before["citations"][0]
+    assert cited["verified"] and cited["chunk_id"].endswith("-0") and "pump" in cited["quote"]
+
+    def reingest(text: str) -> None:
+        (root / "manual.md").write_text(text, encoding="utf-8")
+        done = CliRunner().invoke(cli, ["ingest", str(root), "--json"], catch_exceptions=False)
+        assert json.loads(done.stdout)["updated"] == ["manual.md"]
+
+    # The other section changes: every chunk id of the file changes, the cited text does not.
+    reingest(MANUAL.replace("gate valve", "ball valve"))
+    calls = len(server.chat_requests)
+    result = run(server, *args, "--rerun-stale")
+    assert result.exit_code == 0, result.output
+    assert len(server.chat_requests) == calls  # nothing asked again
+    (kept,) = records(out)
+    moved = kept["citations"][0]
+    assert moved["chunk_id"] != cited["chunk_id"] and moved["chunk_id"].endswith("-0")
+    assert {k: v for k, v in moved.items() if k != "chunk_id"} == {k: v for k, v in cited.items() if k != "chunk_id"}
+    assert kept["answer"] == before["answer"] and "stale" not in kept
+    with open_corpus(settings) as corpus:  # the record points at a chunk that exists, with that text
+        (chunk,) = corpus.store.by_chunk_ids([moved["chunk_id"]])
+        assert cited["quote"] in " ".join(chunk.text.split())
+
+    # The cited section itself changes: now the answer is stale and asked again.
+    reingest(MANUAL.replace("primed with water", "primed with clean water"))
+    result = run(server, *args, "--rerun-stale")
+    assert result.exit_code == 0, result.output
+    assert len(server.chat_requests) > calls
+    (again,) = records(out)
+    assert again["stale"]["reasons"] == [f"cited chunk {moved['chunk_id']} (manual.md) disappeared"]
+
+
 def test_rerun_stale_reanswers_only_what_an_edit_affected(corpus_root, server, tmp_path):
     questions = [f"{q}?" for q in TOPICS.values()] + [f"{q}, really?" for q in TOPICS.values()]
     questions.append("What is a zyzzyva quokka?")

@@ -5,9 +5,11 @@ dimension, the chunking, and the content hash of every file in the manifest. Re-
 unchanged files keeps it; adding, changing or removing a file changes it. Agent notes and
 the progress of dense embedding are not part of it.
 
-An answer is *stale* when a chunk it cites is gone from the store (chunk ids derive from
-their file's path and content hash, so editing a file makes its old chunks disappear) or now has other
-text (its sha256 no longer matches the ``content_hash`` recorded with the citation).
+An answer is *stale* when the text it cites is gone: its chunk now has other text (its
+sha256 no longer matches the ``content_hash`` recorded with the citation), or the chunk
+disappeared and no chunk of the same file has that text. Chunk ids derive from their
+file's path and content hash, so any edit renames every chunk of the file; a citation
+whose text survived the edit follows it to its new id.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable
 
+from docmem.schema import Chunk
 from docmem.store.corpus import Corpus
 
 META_KEYS = ("embedder", "dim", "chunking")
@@ -37,20 +40,39 @@ def text_hash(text: str) -> str:
 
 
 def stale_reasons(corpus: Corpus, records: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
-    """{question id: why} for every record with a cited chunk that changed or disappeared."""
+    """{question id: why} for every record with a cited chunk that changed or disappeared.
+
+    A citation whose chunk id is gone but whose exact text is still in the same file (an
+    edit elsewhere in a file renames all its chunks) still holds: it is moved to the new
+    chunk id in place, so the record stays openable and is not asked again.
+    """
     records = list(records)
     wanted = sorted({c["chunk_id"] for r in records for c in r.get("citations") or [] if c.get("chunk_id")})
     current = {c.id: text_hash(c.text) for c in corpus.store.by_chunk_ids(wanted)} if wanted else {}
+    moved = _moved_chunks(corpus, [c for r in records for c in r.get("citations") or []
+                                   if c.get("chunk_id") not in current])
     out: dict[str, list[str]] = {}
     for record in records:
         reasons = []
         for c in record.get("citations") or []:
             where = f"{c.get('file') or '?'}" + (f" p.{c['page']}" if c.get("page") is not None else "")
             now = current.get(c.get("chunk_id"))
-            if now is None:
+            if now is None and (c.get("file"), c.get("content_hash")) in moved:
+                chunk = moved[c["file"], c["content_hash"]]
+                c.update(chunk_id=chunk.id, page=chunk.page)
+            elif now is None:
                 reasons.append(f"cited chunk {c.get('chunk_id')} ({where}) disappeared")
             elif c.get("content_hash") != now:
                 reasons.append(f"cited chunk {c.get('chunk_id')} ({where}) changed")
         if reasons:
             out[str(record["id"])] = reasons
     return out
+
+
+def _moved_chunks(corpus: Corpus, citations: list[dict[str, Any]]) -> dict[tuple[str, str], Chunk]:
+    """(file, text hash) -> the chunk of that file that now holds exactly that text."""
+    found: dict[tuple[str, str], Chunk] = {}
+    for path in sorted({c["file"] for c in citations if c.get("file") and c.get("content_hash")}):
+        for chunk in corpus.store.neighbours(path, 0, 2**31 - 1):
+            found.setdefault((path, text_hash(chunk.text)), chunk)
+    return found
