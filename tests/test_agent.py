@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from docmem.agent.functions import TOOLS
-from docmem.agent.loop import Agent, CallStep, FinalStep, MemoryStep
+from docmem.agent.loop import Agent, CallStep, FinalStep, LLMStep, MemoryStep
 from docmem.agent.recall import Recall
 from docmem.config import load_settings
 from docmem.llm.scripted import ScriptedProcessor, call, calls, text
@@ -210,6 +210,23 @@ def test_step_budget_and_plain_text_answers(settings, tmp_path):
     assert "no citation was verified" in result.error
     assert "call answer" in llm2.history[1][0][-1]["content"]  # it was nudged first
     agent.corpus.close()
+
+
+def test_tokens_are_counted_here_when_the_server_reports_none(settings, tmp_path):
+    build_corpus(settings, tmp_path / "docs", {"a.txt": "Alpha\n\nSome text."})
+    search = call("archival_search", query="alpha", request_heartbeat=True)
+    silent = _agent(settings, ScriptedProcessor(search, call("answer", text="Not here.", not_found=True)))
+    everything = list(silent.run("Is it there?"))
+    steps = [s for s in everything if isinstance(s, LLMStep)]
+    result = everything[-1].result
+    # What docmem counted as sent: the whole main context and the tool schemas, each call.
+    assert [s.tokens_in for s in steps] == [s.usage.total for s in steps] and steps[0].tokens_in > 1000
+    assert result.tokens_in == sum(s.usage.total for s in steps) and result.tokens_out > 0
+    # A server that reports usage is believed.
+    told = Agent(ScriptedProcessor(calls([("answer", {"text": "No.", "not_found": True})], tokens_in=1234,
+                                         tokens_out=5)), silent.corpus, Recall(":memory:", "u"), window=8192)
+    assert (told.ask("Is it there?").tokens_in, told.tokens_out) == (1234, 5)
+    silent.corpus.close()
 
 
 def test_context_length_error_flushes_and_retries_once(settings, tmp_path):

@@ -181,10 +181,14 @@ class Agent:
             except LLMError as exc:
                 result = self._result("error", "", steps, tokens_at_start, error=str(exc))
                 break
-            self.tokens_in += completion.tokens_in
-            self.tokens_out += completion.tokens_out
-            yield LLMStep(steps, usage, completion.tokens_in, completion.tokens_out,
-                          time.perf_counter() - started)
+            tokens_in, tokens_out = completion.tokens_in, completion.tokens_out
+            if not tokens_in:  # the server sent no usage (some local servers do not): count it here
+                tokens_in = usage.total
+                tokens_out = tokens_out or self.counter.count(
+                    (completion.text or "") + "".join(c.name + c.arguments for c in completion.tool_calls))
+            self.tokens_in += tokens_in
+            self.tokens_out += tokens_out
+            yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started)
             self._push(_assistant_message(completion))
 
             if not completion.tool_calls:
