@@ -361,6 +361,17 @@ def test_other_bad_requests_are_plain_llm_errors(fake_llm, make):
     assert not isinstance(caught.value, ContextLengthExceeded)
 
 
+@pytest.mark.parametrize("message", [
+    "registry.ollama.ai/library/gemma:2b does not support tools",  # Ollama
+    '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',  # vLLM
+])
+def test_a_model_without_tool_calling_is_named(fake_llm, make, message):
+    fake_llm.enqueue({"status": 400, "error": {"message": message}})
+    with pytest.raises(LLMError, match=r"cannot call tools \(400\).*docmem needs a model with tool calling"):
+        make(max_retries=3).complete(MESSAGES, TOOLS)
+    assert len(fake_llm.requests) == 1  # not retried
+
+
 def test_connection_refused_says_cannot_connect(sleeps):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))

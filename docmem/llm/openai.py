@@ -228,8 +228,17 @@ class OpenAIProcessor:
         if _is_context_length(exc):
             return _Failure(ContextLengthExceeded(f"the prompt is too long for {self.model} "
                                                   f"({status}): {detail}"), False)
+        if any(phrase in detail.lower() for phrase in _NO_TOOLS):
+            return _Failure(LLMError(f"the model {self.model} at {where} cannot call tools ({status}): "
+                                     f"{detail}; docmem needs a model with tool calling (for example "
+                                     "llama3.1 or qwen2.5 on Ollama; vLLM needs --enable-auto-tool-choice)"),
+                            False)
         return _Failure(LLMError(f"the LLM server at {where} rejected the request ({status}): "
                                  f"{detail}"), False)
+
+
+# How servers say a model or deployment cannot do tool calls (Ollama, vLLM, llama.cpp, LM Studio).
+_NO_TOOLS = ("support tools", "tool choice", "tool_choice", "tool calling", "tool-call", "tools are not")
 
 
 def from_settings(model: str | None, base_url: str | None, api_key: str | None,
