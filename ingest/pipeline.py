@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 UPSERT_BATCH = 256
 DEFAULT_CHUNK_TOKENS = 200  # chosen on the NQ retrieval benchmark (bench/README.md)
 DEFAULT_OVERLAP = 30
+# Bump when a loader or the chunker changes the chunks a file gives: a corpus built by another
+# version is then re-extracted on its next ingest, as when its chunk settings change.
+# 2: chunks bounded exactly in tokens, headings kept with their paragraph, PDF dot leaders.
+EXTRACTION_VERSION = "2"
 DENSE_BATCH = 128
 
 
@@ -200,6 +204,11 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
         summary.notes.append(f"chunk settings changed from {previous_chunking} to {chunking} tokens: "
                              "re-chunking every file")
         force = True
+    built_by = corpus.manifest.get_meta("extraction") or ("1" if previous_chunking else None)
+    if built_by not in (None, EXTRACTION_VERSION) and not force:
+        summary.notes.append(f"this corpus was built by an older text extraction (v{built_by}, now "
+                             f"v{EXTRACTION_VERSION}): re-extracting every file")
+        force = True
     found = discover(paths, excludes)
     summary.failed.extend((p.rel, p.reason) for p in found.problems)
     emit(Progress("scan", done=len(found.files), total=len(found.files)))
@@ -248,6 +257,7 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
             summary.removed.append(record.path)
     store.flush()
     manifest.set_meta("chunking", chunking)  # after the files it describes were rewritten
+    manifest.set_meta("extraction", EXTRACTION_VERSION)
     summary.seconds_extract = time.perf_counter() - started
 
     if dense and corpus.has_dense:

@@ -249,6 +249,19 @@ def test_changed_chunk_settings_rechunk_everything(tmp_path):
         assert corpus.store.count() == again.chunks_written  # old chunks replaced, not added
 
 
+def test_a_corpus_from_an_older_extraction_is_re_extracted(settings, tmp_path):
+    root = _tree(tmp_path)
+    _ingest(settings, [root])
+    with open_corpus(settings) as corpus:
+        assert corpus.manifest.get_meta("extraction") == pipeline.EXTRACTION_VERSION
+        corpus.manifest.set_meta("extraction", "1")  # as a corpus built by an older docmem
+    again = _ingest(settings, [root])
+    assert sorted(again.updated) == ["guide.md", "sub/notes.txt"]
+    assert again.notes == [f"this corpus was built by an older text extraction (v1, now "
+                           f"v{pipeline.EXTRACTION_VERSION}): re-extracting every file"]
+    assert not _ingest(settings, [root]).updated  # and then it is up to date
+
+
 def test_delete_corpus(tmp_path):
     root = _tree(tmp_path)
     runner = CliRunner()

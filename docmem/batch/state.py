@@ -1,7 +1,7 @@
 """Corpus state, and answers whose citations no longer hold.
 
 The *corpus state* is a fingerprint of what a search can find: the embedder and its
-dimension, the chunking, and the content hash of every file in the manifest. Re-ingesting
+dimension, the chunking and extraction version, and the content hash of every file in the manifest. Re-ingesting
 unchanged files keeps it; adding, changing or removing a file changes it. Agent notes and
 the progress of dense embedding are not part of it.
 
@@ -20,7 +20,7 @@ from typing import Any, Iterable
 from docmem.schema import Chunk
 from docmem.store.corpus import Corpus
 
-META_KEYS = ("embedder", "dim", "chunking")
+META_KEYS = ("embedder", "dim", "chunking", "extraction")
 
 
 def corpus_state(corpus: Corpus) -> str:

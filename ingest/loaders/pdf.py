@@ -29,6 +29,9 @@ _FILE_NAME_TITLE = re.compile(
 )
 _SENTENCE_END = re.compile(r"""[.!?:;]["'\u2019\u201d)\]]*$""")
 _SECTION_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*|[A-Z](?:\.\d+)+)\.?\s+")
+# Dot leaders of tables of contents and indexes (". . . . . 26"): tokens that say nothing
+# and fill a reader's context; they become one ellipsis.
+_LEADER = re.compile(r"(?:[ \t]*\.){5,}[ \t]*")
 _PARAGRAPH_START = re.compile(r"""^["'\u2018\u201c(\[]*[A-Z0-9\u2022\u2013\u2014*-]""")
 
 
@@ -97,9 +100,11 @@ def split_paragraphs(text: str, headings: Iterable[str] = ()) -> list[str]:
     clearly shorter than the page's full lines (the last line of a paragraph, a heading), or
     when it ends a sentence short of the full width and the next line starts like a new
     paragraph. Over-splitting is harmless (the chunker joins blocks); joining two sections is not.
+    Dot leaders collapse to one "…".
     """
     titles = {_heading_key(heading) for heading in headings}
-    lines = [line.strip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    lines = [_LEADER.sub(" … ", line).strip()
+             for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     lengths = [len(line) for line in lines if line]
     if not lengths:
         return []
