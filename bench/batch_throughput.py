@@ -114,12 +114,8 @@ POLICIES = {"citing": citing_policy, "notes": notes_policy}
 
 def _serve(conn: Any, latency: float, slots: int, policy_name: str) -> None:
     """The fake server; with ``slots``, at most that many requests are served at once."""
-    from tests import fake_openai
-    from tests.fake_openai import FakeOpenAI
+    from tests.fake_openai import FakeOpenAI  # sets TCP_NODELAY, as real servers do
 
-    # Headers and body go out in two writes; on a kept-alive connection Nagle's algorithm
-    # then waits for the client's delayed ACK, ~40 ms a reply. Real servers set TCP_NODELAY.
-    fake_openai._Handler.disable_nagle_algorithm = True
     inner = POLICIES[policy_name]
     policy = inner
     if slots:

@@ -29,7 +29,7 @@ def make_record(question: Question, result: AnswerResult, *, seconds: float, mod
                 corpus: str, state: str, notes_scope: str | None = None,
                 stale: dict[str, Any] | None = None) -> Record:
     """The JSONL record of one answered (or failed) question; keys in reading order."""
-    status = result.status if result.status in ("answered", "abstained") else "error"
+    status = result.status if result.status in DONE else "error"
     record: Record = {
         "id": question.id,
         "question": question.text,

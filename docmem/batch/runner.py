@@ -76,6 +76,12 @@ class BatchProgress:
     record: Record | None = None
     message: str | None = None
 
+    @classmethod
+    def tally(cls, kind: str, total: int, summary: BatchSummary, record: Record | None = None) -> BatchProgress:
+        """An event carrying the run's counts so far."""
+        return cls(kind, total, summary.ran, summary.answered, summary.abstained, summary.failed,
+                   summary.tokens_in, summary.tokens_out, record)
+
 
 @dataclass
 class BatchSummary:
@@ -182,12 +188,10 @@ class Batch:
             self.file.close()
             if self.latest or self.file.path.exists():
                 self.file.rewrite(self._ordered())
-            for path in self.reports:
-                write_report(path, self._ordered(), self._info(plan.state))
+            self._write_reports(plan.state)
             summary.outputs = [str(self.file.path)] + [str(p) for p in self.reports]
             summary.seconds = round(time.perf_counter() - started, 3)
-        self.progress(BatchProgress("done", len(todo), summary.ran, summary.answered, summary.abstained,
-                                    summary.failed, summary.tokens_in, summary.tokens_out))
+        self.progress(BatchProgress.tally("done", len(todo), summary))
         return summary
 
     def _processors(self, todo: list[tuple[Question, str]],
@@ -238,11 +242,9 @@ class Batch:
                                        f"{record.get('error')}")
                     self._halt()
                     self.progress(BatchProgress("abort", total, summary.ran, message=summary.aborted))
-                self.progress(BatchProgress("record", total, summary.ran, summary.answered, summary.abstained,
-                                            summary.failed, summary.tokens_in, summary.tokens_out, record))
+                self.progress(BatchProgress.tally("record", total, summary, record))
                 if self.reports and time.monotonic() - last_report >= self.options.report_every:
-                    for path in self.reports:
-                        write_report(path, self._ordered(), self._info(plan.state))
+                    self._write_reports(plan.state)
                     last_report = time.monotonic()
             except KeyboardInterrupt:
                 interrupts += 1
@@ -366,8 +368,11 @@ class Batch:
         out += [r for i, r in self.latest.items() if i not in known]
         return out
 
-    def _info(self, state: str) -> ReportInfo:
-        return ReportInfo(self.title, self.corpus.name, state, self.file.path.name)
+    def _write_reports(self, state: str) -> None:
+        """The CSV and Markdown outputs, rewritten whole from the records so far."""
+        records, info = self._ordered(), ReportInfo(self.title, self.corpus.name, state, self.file.path.name)
+        for path in self.reports:
+            write_report(path, records, info)
 
 
 def _start_message(plan: Plan) -> str:

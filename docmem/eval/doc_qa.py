@@ -33,8 +33,8 @@ from typing import Any
 import docmem
 from docmem.errors import DocmemError
 from docmem.eval.corpora import EvalCorpus, IngestFn, corpus_name, doc_hash
-from docmem.schema import document_key
 from docmem.eval.harness import Estimate, Harness, Prior, agent_estimate, prompt
+from docmem.schema import document_key
 from docmem.search import search
 from docmem.store.corpus import Corpus
 from docmem.tokens import TokenCounter
