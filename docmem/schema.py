@@ -35,8 +35,6 @@ def point_id(doc_hash: str, index: int) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{doc_hash}:{index}"))
 
 
-
-
 @dataclass(frozen=True)
 class Chunk:
     """One passage of a document with everything needed to cite it."""
@@ -102,6 +100,10 @@ class Hit:
     def as_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "score": self.score, **self.chunk.payload()}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Hit":
+        return cls(int(data["rank"]), float(data["score"]), Chunk.from_payload(data))
+
 
 @dataclass(frozen=True)
 class SearchPage:
@@ -158,3 +160,103 @@ class SearchPage:
             "filters": self.filters,
             "hits": [h.as_dict() for h in self.hits],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchPage":
+        """The inverse of ``as_dict``: a page as a remote owner sent it."""
+        return cls(data["query"], int(data["page"]), int(data["page_size"]),
+                   [Hit.from_dict(h) for h in data["hits"]], int(data["total"]), bool(data["capped"]),
+                   data["mode"], dict(data.get("filters") or {}))
+
+
+@dataclass(frozen=True)
+class ReadPage:
+    """A stretch of one document read in order around a chunk or a page (``open_document``)."""
+
+    path: str
+    title: str
+    chunks: list[Chunk]
+    total_chunks: int  # in the whole document
+    previous: str | None = None  # chunk id to read on from, backwards (None at the start)
+    next: str | None = None  # chunk id to read on from, forwards (None at the end)
+
+    def header(self) -> str:
+        if not self.chunks:
+            return f"{self.path}: nothing to read"
+        first, last = self.chunks[0].index + 1, self.chunks[-1].index + 1
+        return f"{self.path} ({self.title}), chunks {first}-{last} of {self.total_chunks}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "title": self.title, "header": self.header(),
+                "total_chunks": self.total_chunks, "previous": self.previous, "next": self.next,
+                "chunks": [c.payload() for c in self.chunks]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ReadPage":
+        return cls(data["path"], data["title"], [Chunk.from_payload(c) for c in data["chunks"]],
+                   int(data["total_chunks"]), data.get("previous"), data.get("next"))
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """A corpus as ``docmem corpora`` lists it, read from its manifest (never its store)."""
+
+    name: str
+    files: int
+    failed: int
+    chunks: int
+    embedder: str
+    dim: int
+    backend: str
+    bytes_on_disk: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What ``docmem ingest`` was asked to do, as an ingest job carries it to the corpus owner."""
+
+    excludes: tuple[str, ...] = ()
+    embedder: str | None = None  # for a new corpus; a different one is refused for an old one
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+    workers: int | None = None
+    dense: bool = True
+    force: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["excludes"] = list(self.excludes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "IngestOptions":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["excludes"] = tuple(known.get("excludes") or ())
+        return cls(**known)
+
+
+# Kinds of ``JobEvent``: waiting behind other writers, a pipeline progress event, the end.
+JOB_QUEUED, JOB_PROGRESS, JOB_DONE, JOB_FAILED = "queued", "progress", "done", "failed"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One thing an ingest job reports: its place in the corpus's queue of writers (one runs at a
+    time), a progress event of the pipeline (``progress``: its fields), its summary, or its error."""
+
+    job: str
+    kind: str  # JOB_QUEUED | JOB_PROGRESS | JOB_DONE | JOB_FAILED
+    position: int = 0  # JOB_QUEUED: writers ahead of this one
+    progress: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobEvent":
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})

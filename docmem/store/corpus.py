@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from docmem.config import Settings
 from docmem.embedders import DenseEmbedder, embedder_dim, make_embedder
 from docmem.errors import CorpusNotFound, DocmemError, EmbedderMismatch
+from docmem.schema import CorpusInfo
 from docmem.store.base import ArchivalStore
 from docmem.store.lock import CorpusLock
 from docmem.store.manifest import Manifest
@@ -116,21 +116,6 @@ def _open_store(settings: Settings, name: str, directory: Path, backend: str, di
 
     url = settings.qdrant_url or backend
     return ServerStore.connect(url, settings.qdrant_api_key, f"docmem_{name}", dim)
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    name: str
-    files: int
-    failed: int
-    chunks: int
-    embedder: str
-    dim: int
-    backend: str
-    bytes_on_disk: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def _du(path: Path) -> int:
