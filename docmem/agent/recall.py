@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from docmem.store.lock import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -71,7 +73,7 @@ def message_text(message: dict[str, Any]) -> str:
 class Recall:
     def __init__(self, path: Path | str, session: str) -> None:
         if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # 0600: every conversation, verbatim
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: each event is in the database file's log before the next LLM call and

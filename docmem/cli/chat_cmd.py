@@ -11,12 +11,13 @@ import click
 
 from docmem.cli.ask_cmd import llm_options
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.store.lock import private_file
 
 
 @contextmanager
 def _log_to_file(path: Path) -> Iterator[None]:
     """Textual owns the terminal: while it runs, log records go to a file instead of stderr."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # 0600, in the private data home
     root = logging.getLogger()
     saved = root.handlers[:]
     handler = logging.FileHandler(path, encoding="utf-8")
