@@ -21,7 +21,7 @@ __all__ = ["CorpusInfo", "CorpusView", "IngestJob", "IngestOptions", "JobEvent",
 def connect(settings: Any = None, **flags: Any) -> Any:
     """The service for a data home: ``settings`` (a ``docmem.config.Settings``), or flags as
     the CLI takes them (``home=``, ``corpus=``, ``model=``, ...) over config.toml and env."""
-    from docmem.api.local import LocalService
+    from docmem.api.owner import Docmem
     from docmem.config import load_settings
 
-    return LocalService(settings if settings is not None else load_settings(**flags))
+    return Docmem(settings if settings is not None else load_settings(**flags))

@@ -49,11 +49,16 @@ class Job:
             yield event
 
     def wait(self) -> JobEvent:
-        last = None
-        for last in self.events():
-            pass
-        assert last is not None
-        return last
+        return last_event(self.events())
+
+
+def last_event(events: Iterator[JobEvent]) -> JobEvent:
+    """Watch a job to its end: its JOB_DONE or JOB_FAILED event."""
+    last = None
+    for last in events:
+        pass
+    assert last is not None
+    return last
 
 
 class JobQueue:

@@ -12,6 +12,7 @@ from docmem.cli.corpora_cmd import corpora
 from docmem.cli.eval_cmd import eval_group
 from docmem.cli.ingest_cmd import ingest
 from docmem.cli.search_cmd import search
+from docmem.cli.serve_cmd import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,3 +34,4 @@ cli.add_command(ask)
 cli.add_command(sessions)
 cli.add_command(eval_group)
 cli.add_command(chat)
+cli.add_command(serve)

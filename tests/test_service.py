@@ -1,0 +1,129 @@
+"""The ownership rule with real processes: the first opener serves the corpus on a Unix socket,
+others are its clients; a killed owner is replaced; ``docmem serve`` on TCP wants its token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from docmem.api import IngestOptions, connect
+from docmem.api.local import LocalService
+from docmem.api.owner import read_owner
+from docmem.api.remote import RemoteService
+from docmem.schema import JOB_DONE, JOB_PROGRESS
+from tests.conftest import write_tree
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _owner(*args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.owner_process", *args], cwd=ROOT, env=_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    return proc
+
+
+def _say(proc: subprocess.Popen[str], line: str) -> str:
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return proc.stdout.readline().strip()
+
+
+@pytest.fixture
+def held(tmp_path, settings):
+    """A corpus with one document, held open by another process (as a chat would hold it)."""
+    with connect(settings) as service:
+        service.ingest([write_tree(tmp_path / "docs", {"a.txt": "The lighthouse keeper is Marguerite."})],
+                       options=IngestOptions(embedder="none", workers=1)).wait()
+    proc = _owner()
+    assert proc.stdout and proc.stdout.readline().strip() == "ready LocalService"
+    yield proc
+    if proc.poll() is None:
+        _say(proc, "quit")
+        proc.wait(20)
+
+
+def test_a_second_process_searches_and_ingests_through_the_owner(held, tmp_path, settings):
+    record = read_owner(settings, "default")
+    assert record and record["pid"] == held.pid
+    assert stat.S_IMODE(os.stat(record["socket"]).st_mode) == 0o600
+    assert stat.S_IMODE((settings.corpora_dir / "default" / "owner.json").stat().st_mode) == 0o600
+    with connect(settings) as client:
+        assert isinstance(client.route(), RemoteService)
+        assert client.search("lighthouse keeper").hits[0].chunk.path == "a.txt"
+        new = write_tree(tmp_path / "new", {"b.txt": "Cormorants nest under the northern pier."})
+        events = list(client.ingest([new]).events())
+        assert any(e.kind == JOB_PROGRESS and e.progress["stage"] == "extract" for e in events)
+        assert events[-1].kind == JOB_DONE and events[-1].summary["added"] == ["b.txt"]
+        view = client.open_corpus()
+        assert view.manifest.totals()[0] == 2 and view.store.count() == 2
+    assert _say(held, "search cormorants pier") == "hit b.txt"  # the owner's next search finds it
+
+
+def test_a_killed_owner_is_replaced(held, settings):
+    with connect(settings) as client:
+        assert client.search("lighthouse").hits
+        held.send_signal(signal.SIGKILL)
+        held.wait(10)
+        assert client.search("lighthouse").hits[0].chunk.path == "a.txt"  # it became the owner
+        assert isinstance(client.route(), LocalService)
+        assert read_owner(settings, "default")["pid"] == os.getpid()
+
+
+def test_a_client_started_with_the_owner_waits_for_it(tmp_path, settings):
+    with connect(settings) as service:
+        service.ingest([write_tree(tmp_path / "docs", {"a.txt": "Tides turn at the harbour mouth."})],
+                       options=IngestOptions(embedder="none", workers=1)).wait()
+    proc = _owner()
+    try:
+        with connect(settings) as client:  # whichever wins the lock, both work
+            assert client.search("harbour tides").hits[0].chunk.path == "a.txt"
+            line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+            assert line in ("ready LocalService", "ready RemoteService")
+            assert _say(proc, "search harbour") == "hit a.txt"
+    finally:
+        _say(proc, "quit")
+        proc.wait(20)
+
+
+def test_serve_on_tcp_wants_the_token(tmp_path, settings):
+    with connect(settings) as service:
+        service.ingest([write_tree(tmp_path / "docs", {"a.txt": "Salt marsh birds."})],
+                       options=IngestOptions(embedder="none", workers=1)).wait()
+    proc = subprocess.Popen([sys.executable, "-m", "docmem.cli", "serve", "--port", "0"], cwd=ROOT, env=_env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr
+        lines = [proc.stderr.readline(), proc.stderr.readline()]
+        url = lines[1].split()[2]
+        token_file = settings.home / "server.token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "/v1/corpora", trust_env=False).status_code == 401
+        bad = httpx.get(url + "/v1/corpora", headers={"Authorization": "Bearer nope"}, trust_env=False)
+        assert bad.status_code == 401
+        with RemoteService(settings, url, token_file.read_text().strip()) as remote:
+            assert remote.search("marsh birds").hits[0].chunk.path == "a.txt"
+            forbidden = remote.client.post("/v1/corpora/default/call",
+                                           json={"target": "store", "method": "close", "args": []})
+            assert forbidden.status_code == 403
+        # a local command finds `docmem serve` through the socket in the data home
+        with connect(settings) as client:
+            assert isinstance(client.route(), RemoteService)
+            assert json.loads(json.dumps(client.search("salt").as_dict()))["hits"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert not (settings.home / "docmem.sock").exists()
