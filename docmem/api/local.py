@@ -7,7 +7,6 @@ every other process; ``docmem.api.owner`` serves it to them on a socket while it
 from __future__ import annotations
 
 import copy
-import os
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from docmem.api import ops
 from docmem.api.jobs import Job, JobQueue
 from docmem.config import Settings
-from docmem.errors import DocmemError, EmbedderMismatch
+from docmem.errors import EmbedderMismatch
 from docmem.schema import CorpusInfo, IngestOptions, ReadPage, SearchPage
 from docmem.store.corpus import Corpus, delete_corpus, list_corpora, open_corpus
 
@@ -121,9 +120,7 @@ class LocalService:
     def ingest(self, paths: Sequence[Path], *, corpus: str | None = None,
                options: IngestOptions = IngestOptions(), client_pid: int | None = None) -> Job:
         """Queue an ingest behind the corpus's running one (if any); watch it with ``events()``."""
-        missing = [str(p) for p in paths if not os.path.lexists(p)]
-        if len(missing) == len(paths):
-            raise DocmemError(f"no such file or directory: {', '.join(missing)}")
+        ops.check_paths(paths)
         opened = self.open_corpus(corpus, create=True, embedder=options.embedder)
         absolute = [Path(p).absolute() for p in paths]
         return self.jobs.submit(opened.name, lambda emit: self._run_ingest(opened, absolute, options, emit),

@@ -4,8 +4,9 @@ store exactly as the owner does (the LLM calls, and their credentials, stay with
 
 from __future__ import annotations
 
+import os
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from docmem.errors import DocmemError
 from docmem.schema import ReadPage
@@ -61,6 +62,12 @@ def read_document(view: "CorpusView", *, chunk_id: str | None = None, path: str 
     return ReadPage(anchor.path, anchor.title, chunks, total,
                     previous=chunks[0].id if chunks[0].index > 0 else None,
                     next=chunks[-1].id if chunks[-1].index + 1 < total else None)
+
+
+def check_paths(paths: "Sequence[os.PathLike[str] | str]") -> None:
+    """Refuse an ingest of nothing before any corpus is made for it."""
+    if not any(os.path.lexists(p) for p in paths):
+        raise DocmemError(f"no such file or directory: {', '.join(str(p) for p in paths)}")
 
 
 def ask_steps(view: "CorpusView", settings: "Settings", question: str, *, session: str | None = None,

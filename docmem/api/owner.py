@@ -115,6 +115,7 @@ class _Resuming:
     resumes where the manifest says it stopped."""
 
     def __init__(self, router: "Docmem", paths: Sequence[Path], corpus: str, options: IngestOptions) -> None:
+        ops.check_paths(paths)
         self.router, self.paths, self.corpus, self.options = router, list(paths), corpus, options
         self.job = router._do(corpus, lambda b: b.ingest(self.paths, corpus=corpus, options=options),
                               create=True, embedder=options.embedder)

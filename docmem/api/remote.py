@@ -194,9 +194,7 @@ class RemoteService:
 
     def ingest(self, paths: Sequence[Path], *, corpus: str | None = None,
                options: IngestOptions = IngestOptions()) -> RemoteJob:
-        missing = [str(p) for p in paths if not os.path.lexists(p)]
-        if len(missing) == len(paths):
-            raise errors.DocmemError(f"no such file or directory: {', '.join(missing)}")
+        ops.check_paths(paths)
         body = {"paths": [str(Path(p).absolute()) for p in paths], "options": options.as_dict(),
                 "client_pid": os.getpid()}
         return RemoteJob(self, self.post(f"/v1/corpora/{self._name(corpus)}/ingest", body)["job"])
