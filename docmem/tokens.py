@@ -98,6 +98,13 @@ class TokenCounter:
         a 128k-token context is re-measured in microseconds instead of tens of milliseconds."""
         return _count_cached(self.encoding.name, text)
 
+    def tail(self, text: str, max_tokens: int) -> str:
+        """The end of text holding at most max_tokens, on a token boundary."""
+        ids = self.encoding.encode(text, disallowed_special=())
+        if len(ids) <= max_tokens:
+            return text
+        return self.encoding.decode(ids[-max_tokens:])
+
     def truncate(self, text: str, max_tokens: int) -> str:
         """Cut text to at most max_tokens, on a token boundary."""
         ids = self.encoding.encode(text, disallowed_special=())

@@ -10,6 +10,7 @@ snapped to a word start.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -18,8 +19,12 @@ from docmem.tokens import TokenCounter
 from ingest.document import Block, Document
 
 BLOCK_SEPARATOR = "\n\n"
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
-_WORD = re.compile(r"\S+\s*")
+# Greedy: up to the last sentence end (followed by a space) / the last whitespace.
+_LAST_SENTENCE_END = re.compile(r".*[.!?;:](?=\s)", re.S)
+_LAST_GAP = re.compile(r".*\s", re.S)
+# A text longer than this many characters per allowed token is too long for one chunk without
+# counting it (English averages about 4; only runs of spaces or symbols go far beyond).
+_MAX_CHARS_PER_TOKEN = 32
 
 
 @dataclass(frozen=True)
@@ -51,43 +56,46 @@ class Chunker:
 
     # -- splitting into pieces no larger than a chunk ----------------------------
 
-    def _split(self, text: str, base: int, block: Block) -> list[_Piece]:
-        """Sentences, then word runs, for a block too long for one chunk."""
-        pieces: list[_Piece] = []
-        cursor = 0
-        for sentence_end in [m.start() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
-            sentence = text[cursor:sentence_end]
-            if sentence.strip():
-                pieces.extend(self._words(sentence, base + cursor, block))
-            cursor = sentence_end
-            while cursor < len(text) and text[cursor].isspace():
-                cursor += 1
-        return pieces
+    def _fits(self, text: str) -> int | None:
+        """The token count of ``text`` if it may fit in one chunk, else None without counting.
 
-    def _words(self, text: str, base: int, block: Block) -> list[_Piece]:
+        Counting a 50 MB paragraph only to learn it is too long costs seconds; a text of more
+        than ``_MAX_CHARS_PER_TOKEN`` characters per allowed token is split without asking."""
+        if len(text) > self.max_tokens * _MAX_CHARS_PER_TOKEN:
+            return None
         tokens = self.counter.count(text)
-        if tokens <= self.max_tokens:
-            return [_Piece(base, base + len(text.rstrip()), tokens, block, False)]
-        pieces, start, run = [], 0, 0
-        for match in _WORD.finditer(text):
-            word_tokens = self.counter.count(match.group())
-            if run and run + word_tokens > self.max_tokens:
-                pieces.append(_Piece(base + start, base + len(text[:match.start()].rstrip()), run, block, False))
-                start, run = match.start(), 0
-            if word_tokens > self.max_tokens:  # one enormous "word" (a URL, base64): cut it up
-                offset, word = match.start(), match.group().rstrip()
-                while word:
-                    piece_text = self.counter.truncate(word, self.max_tokens)
-                    if not piece_text or not word.startswith(piece_text):  # a split multi-byte char
-                        piece_text = word[:self.max_tokens]
-                    pieces.append(_Piece(base + offset, base + offset + len(piece_text),
-                                         self.max_tokens, block, False))
-                    offset, word = offset + len(piece_text), word[len(piece_text):]
-                start, run = match.end(), 0
-                continue
-            run += word_tokens
-        if run and text[start:].strip():
-            pieces.append(_Piece(base + start, base + len(text.rstrip()), run, block, False))
+        return tokens if tokens <= self.max_tokens else None
+
+    def _split(self, text: str, base: int, block: Block) -> list[_Piece]:
+        """Cut a block too long for one chunk into runs of at most ``max_tokens``, in linear time.
+
+        Each run is a window of characters sized by the text's own characters-per-token so far,
+        cut back to its last sentence end (or, failing one, its last gap between words) and
+        counted exactly; a window over budget shrinks in proportion. Every character is counted
+        a small constant number of times, so a 50 MB line costs 50 times a 1 MB one (counting
+        word by word was quadratic). A "word" longer than a chunk (a URL, base64) is cut at the
+        window's end. Runs shorter than a chunk are packed together again by ``chunk``."""
+        pieces: list[_Piece] = []
+        budget = self.max_tokens - self.overlap  # so that the next chunk has room for its overlap
+        n, pos, chars_per_token = len(text), 0, 4.0
+        while pos < n and text[pos].isspace():
+            pos += 1
+        while pos < n:
+            size = max(1, int(budget * chars_per_token * 0.95))
+            for _attempt in range(12):
+                end = _cut(text, pos, min(n, pos + size))
+                if end is None:  # inside a giant word: a run of `budget` bytes has at most as many tokens
+                    end, tokens = _byte_run(text, pos, budget)
+                    break
+                tokens = self.counter.count(text[pos:end])
+                if tokens <= budget or end - pos == 1:
+                    chars_per_token = 0.5 * chars_per_token + 0.5 * (end - pos) / max(tokens, 1)
+                    break
+                size = max(1, int((end - pos) * budget / tokens * 0.9))
+            pieces.append(_Piece(base + pos, base + end, tokens, block, False))
+            pos = end
+            while pos < n and text[pos].isspace():
+                pos += 1
         return pieces
 
     def _pieces(self, document: Document, starts: list[int]) -> list[_Piece]:
@@ -95,8 +103,8 @@ class Chunker:
         for block, start in zip(document.blocks, starts):
             if not block.text.strip():
                 continue
-            tokens = self.counter.count(block.text)
-            if tokens <= self.max_tokens:
+            tokens = self._fits(block.text)
+            if tokens is not None:
                 pieces.append(_Piece(start, start + len(block.text), tokens, block, True))
             else:
                 split = self._split(block.text, start, block)
@@ -111,12 +119,10 @@ class Chunker:
         """Start of a tail of text[prev_start:boundary] of at most ``tokens`` tokens, at a word."""
         if tokens <= 0:
             return boundary
-        window = text[max(prev_start, boundary - tokens * 8):boundary]
-        ids = self.counter.encoding.encode(window, disallowed_special=())
-        if len(ids) <= tokens:
-            tail_len = len(window)
-        else:
-            tail_len = len(self.counter.encoding.decode(ids[-tokens:]))
+        window = text[max(prev_start, boundary - tokens * 6):boundary]
+        if _LAST_GAP.match(window) is None:  # inside one giant word: no word to start at
+            return boundary
+        tail_len = len(self.counter.tail(window, tokens))
         start = boundary - tail_len
         # Snap forward to the start of a word so no chunk begins mid-word.
         while start < boundary and start > 0 and not text[start - 1].isspace():
@@ -148,6 +154,7 @@ class Chunker:
 
         chunks: list[Chunk] = []
         prev_start = 0
+        ends = [p.end for p in pieces]
         for index, (group, used) in enumerate(groups):
             first = group[0]
             start = first.start
@@ -157,7 +164,7 @@ class Chunker:
                 start = self._overlap_start(text, prev_start, first.start, room)
             end = group[-1].end
             pages = [p.block.page for p in group if p.block.page is not None]
-            start_page = _page_at(pieces, start) or (pages[0] if pages else None)
+            start_page = _page_at(pieces, ends, start) or (pages[0] if pages else None)
             # The heading path of the chunk's first body text: headings that open the chunk
             # are its ancestors, so "# Guide / ## Owls / text" is cited as Guide > Owls.
             body = next((p for p in group if not p.block.is_heading), first)
@@ -172,8 +179,36 @@ class Chunker:
         return chunks
 
 
-def _page_at(pieces: list[_Piece], offset: int) -> int | None:
-    for piece in pieces:
-        if piece.start <= offset < piece.end or offset < piece.start:
-            return piece.block.page
-    return None
+def _page_at(pieces: list[_Piece], ends: list[int], offset: int) -> int | None:
+    """The page of the first piece that holds or follows ``offset`` (a bisection: linear scans
+    per chunk made chunking quadratic in the number of pieces)."""
+    at = bisect.bisect_right(ends, offset)
+    return pieces[at].block.page if at < len(pieces) else None
+
+
+def _cut(text: str, start: int, end: int) -> int | None:
+    """Where a run of text[start:end] should end: ``end`` if the text ends there; else after the
+    window's last sentence end if that keeps at least a quarter of it; else after its last whole
+    word; None inside one giant word."""
+    if end >= len(text):
+        return len(text[start:].rstrip()) + start
+    sentence = _LAST_SENTENCE_END.match(text, start, end)
+    if sentence is not None and sentence.end() - start >= (end - start) // 4:
+        return sentence.end()
+    if text[end].isspace():
+        return len(text[start:end].rstrip()) + start
+    gap = _LAST_GAP.match(text, start, end)
+    if gap is None:
+        return None
+    return len(text[start:gap.end()].rstrip()) + start
+
+
+def _byte_run(text: str, start: int, budget: int) -> tuple[int, int]:
+    """The end of a run from ``start`` of at most ``budget`` UTF-8 bytes, and its byte length:
+    a bound on its tokens that needs no tokenizer (BPE on a long "word" is slow)."""
+    end = min(len(text), start + budget)
+    size = len(text[start:end].encode("utf-8", "surrogatepass"))
+    while size > budget and end - start > 1:
+        end = start + max(1, (end - start) * budget // size)
+        size = len(text[start:end].encode("utf-8", "surrogatepass"))
+    return end, size

@@ -24,7 +24,7 @@ from docmem.schema import Chunk, document_key
 from docmem.store.corpus import Corpus
 from docmem.store.manifest import FileRecord, now
 from ingest.chunker import Chunker
-from ingest.discover import Found, discover
+from ingest.discover import Found, confined, discover
 from ingest.document import LoadError
 from ingest.loaders import load, unsupported_reason
 
@@ -36,7 +36,8 @@ DEFAULT_OVERLAP = 30
 # Bump when a loader or the chunker changes the chunks a file gives: a corpus built by another
 # version is then re-extracted on its next ingest, as when its chunk settings change.
 # 2: chunks bounded exactly in tokens, headings kept with their paragraph, PDF dot leaders.
-EXTRACTION_VERSION = "2"
+# 3: long paragraphs cut in linear time, in runs that leave room for the next overlap.
+EXTRACTION_VERSION = "3"
 DENSE_BATCH = 128
 
 
@@ -74,8 +75,10 @@ class IngestSummary:
     chunks_embedded: int = 0
     dense_pending: int = 0
     dense_error: str | None = None
+    rechecked: int = 0  # files whose size or time changed but whose content did not
     seconds_extract: float = 0.0
-    seconds_dense: float = 0.0
+    seconds_dense: float = 0.0  # including seconds_embedder_load
+    seconds_embedder_load: float = 0.0
     seconds_total: float = 0.0
 
     @property
@@ -97,6 +100,7 @@ class _Job:
     known_hash: str | None
     chunk_tokens: int
     overlap: int
+    confine: str | None = None
 
 
 @dataclass
@@ -125,10 +129,11 @@ _CHUNKERS: dict[tuple[int, int], Chunker] = {}
 def _process(job: _Job) -> _Outcome:
     """Runs in a worker process: hash, and if the content is new, load and chunk."""
     try:
-        digest = file_hash(job.path)
+        path = confined(job.path, job.confine)
+        digest = file_hash(path)
         if digest == job.known_hash:
             return _Outcome(job.rel, "same", hash=digest)
-        document = load(Path(job.path))
+        document = load(Path(path))
         key = (job.chunk_tokens, job.overlap)
         chunker = _CHUNKERS.get(key) or _CHUNKERS.setdefault(key, Chunker(*key))
         chunks = chunker.chunk(document, doc_hash=document_key(job.rel, digest), path=job.rel)
@@ -187,8 +192,10 @@ def _as_completed(pending: dict[Future[_Outcome], _Job]) -> Iterator[Future[_Out
 
 def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
            progress: ProgressCallback | None = None, workers: int | None = None,
-           dense: bool = True, force: bool = False) -> IngestSummary:
-    """Bring the corpus in line with the files under ``paths``; ``force`` re-extracts all."""
+           dense: bool = True, force: bool = False, follow_symlinks: bool = False) -> IngestSummary:
+    """Bring the corpus in line with the files under ``paths``; ``force`` re-extracts all.
+
+    ``follow_symlinks`` also follows links that lead outside an ingested folder."""
     emit = progress or (lambda _event: None)
     settings = corpus.settings
     started = time.perf_counter()
@@ -209,8 +216,9 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
         summary.notes.append(f"this corpus was built by an older text extraction (v{built_by}, now "
                              f"v{EXTRACTION_VERSION}): re-extracting every file")
         force = True
-    found = discover(paths, excludes)
+    found = discover(paths, excludes, follow_symlinks)
     summary.failed.extend((p.rel, p.reason) for p in found.problems)
+    summary.skipped.extend((p.rel, p.reason) for p in found.skipped)
     emit(Progress("scan", done=len(found.files), total=len(found.files)))
 
     manifest, store = corpus.manifest, corpus.store
@@ -219,6 +227,9 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
     jobs: list[_Job] = []
     sizes: dict[str, Found] = {}
     for item in found.files:
+        if item.rel in seen:  # two roots holding the same path, or undecodable names that display alike
+            summary.failed.append((item.rel, "another file of this run has the same path; use another --corpus"))
+            continue
         seen.add(item.rel)
         reason = unsupported_reason(item.path)
         if reason:
@@ -236,11 +247,11 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
             continue
         sizes[item.rel] = item
         jobs.append(_Job(str(item.path), item.rel, record.hash if record and not force else None,
-                         tokens, overlap))
+                         tokens, overlap, item.confine))
 
     # Biggest first keeps both workers busy to the end.
     jobs.sort(key=lambda j: -sizes[j.rel].size)
-    workers = workers or min(os.cpu_count() or 1, 8)
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     total_bytes = sum(sizes[j.rel].size for j in jobs)
     emit(Progress("extract", done=0, total=len(jobs), bytes=0, message=f"{total_bytes} bytes"))
     for done, outcome in enumerate(_run_jobs(jobs, workers), start=1):
@@ -286,6 +297,7 @@ def _apply(corpus: Corpus, item: Found, outcome: _Outcome, summary: IngestSummar
     if outcome.status == "same":
         manifest.touch(outcome.rel, item.mtime_ns)
         summary.unchanged.append(outcome.rel)
+        summary.rechecked += 1
         return
     if outcome.status == "failed":
         if previous:  # the old version is gone from disk or unreadable: don't serve stale text

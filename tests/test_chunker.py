@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
 
@@ -98,3 +99,35 @@ def test_bad_settings_are_refused():
         Chunker(10, 2)
     with pytest.raises(ValueError):
         Chunker(100, 60)
+
+
+def _cpu_seconds(text: str) -> float:
+    chunker = Chunker(200, 30)
+    started = time.process_time()  # this process's CPU: other work on the machine does not count
+    chunks = chunker.chunk(Document("t", [Block(text)]), doc_hash="d" * 64, path="t.txt")
+    spent = time.process_time() - started
+    assert "".join(c.text for c in chunks).count("7") >= text.count("7") * 0.99  # nothing lost
+    return spent
+
+
+@pytest.mark.parametrize("shape", ["one line", "log lines", "one word"])
+def test_chunking_time_grows_linearly_with_size(shape):
+    # Seen before: a 1 MB line took 1.6 s, 8 MB 37 s (word-by-word cuts copied the prefix each
+    # time, and each chunk's page was found by a scan of all pieces): 8x the size, 23x the time.
+    rng = random.Random(5)
+
+    def make(size: int) -> str:
+        if shape == "one word":
+            return "".join(rng.choice("abcdefgh01234567") for _ in range(size))
+        sep = "\n" if shape == "log lines" else ". "  # one line of sentences, or lines without any
+        out, n = [], 0
+        while n < size:
+            piece = " ".join(rng.choice(WORDS) for _ in range(9)) + f" id={rng.getrandbits(32)} 7" + sep
+            out.append(piece)
+            n += len(piece)
+        return "".join(out)
+
+    small, large = (make(40_000), make(320_000)) if shape == "one word" else (make(250_000), make(2_000_000))
+    _cpu_seconds(small[:5000])  # warm the tokenizer
+    ratio = _cpu_seconds(large) / max(_cpu_seconds(small), 1e-3)
+    assert ratio < 16, f"8x the text took {ratio:.0f}x the time"  # linear: ~8; quadratic: ~64

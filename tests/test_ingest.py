@@ -207,7 +207,7 @@ def test_cli_ingest_json_search_and_corpora(tmp_path):
     assert "Showing results 1-" in result.output and "guide.md" in result.output
 
     result = runner.invoke(cli, ["ingest", str(root), "--corpus", "birds"], catch_exceptions=False)
-    assert "is up to date: 2 files unchanged, nothing extracted" in result.output
+    assert "is up to date: 2 files unchanged." in result.output
 
     listing = json.loads(runner.invoke(cli, ["corpora", "--json"]).output)
     assert [(c["name"], c["files"], c["embedder"]) for c in listing] == [("birds", 2, "none")]

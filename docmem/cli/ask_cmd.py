@@ -12,7 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 
 
 def llm_options(fn):  # type: ignore[no-untyped-def]
@@ -122,7 +122,7 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
         for n, c in enumerate(result.citations, start=1):
             page = f" p.{c.page}" if c.page is not None else ""
             mark = "✓" if c.verified else "✗"
-            out.print(f"[{n}] {mark} {escape(c.path or '?')}{page} ({c.chunk_id}): \"{escape(c.quote)}\"",
+            out.print(f"[{n}] {mark} {shown(c.path or '?')}{page} ({c.chunk_id}): \"{escape(c.quote)}\"",
                       highlight=False)
     out.print(f"[dim]{result.status}; {result.steps} steps, {result.tokens_in} tokens in, "
               f"{result.tokens_out} out[/dim]")

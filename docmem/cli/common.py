@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from typing import Any, Callable, TypeVar
 
 import click
@@ -12,6 +13,24 @@ from docmem.config import Settings, load_settings
 from docmem.errors import DocmemError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# C0/C1 controls (ESC starts terminal escape sequences) and the bidi overrides that make a
+# name display as another one.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """A user-controlled string made safe for one terminal line: control characters become ``?``."""
+    return _CONTROL.sub("?", text)
+
+
+def shown(text: object) -> str:
+    """A user-controlled string (path, heading, reason, model text) for a Rich markup string:
+    control characters replaced and ``[...]`` escaped, so ``q[/q].xyz`` prints as itself."""
+    from rich.markup import escape
+
+    return escape(printable(str(text)))
 
 
 def settings_from(ctx: click.Context, **flags: Any) -> Settings:

@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 from docmem.errors import DocmemError
 from docmem.store.corpus import open_corpus
 
@@ -113,29 +113,39 @@ def _plain_progress(console: Console):  # type: ignore[no-untyped-def]
     return show
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _print_summary(s) -> None:  # type: ignore[no-untyped-def]
+    """The outcome in a few lines; every path and reason is escaped (``q[/q].xyz`` is a name)."""
     out = Console(soft_wrap=True)  # one line per file, whatever the width
     for note in s.notes:
-        out.print(f"[yellow]{note}[/yellow]")
+        out.print(f"[yellow]{shown(note)}[/yellow]")
+    counts = [(len(s.added), "added"), (len(s.updated), "updated"), (len(s.removed), "removed"),
+              (len(s.unchanged), "unchanged"), (len(s.skipped), "skipped"), (len(s.failed), "failed")]
     if not (s.added or s.updated or s.removed) and s.unchanged and not s.chunks_embedded:
-        out.print(f"Corpus '{s.corpus}' is up to date: {len(s.unchanged)} files unchanged, nothing extracted.")
+        reread = f" ({s.rechecked} read again: same content)" if s.rechecked else ""
+        out.print(f"Corpus '{s.corpus}' is up to date: {plural(len(s.unchanged), 'file')} unchanged{reread}.")
     else:
-        rate = f", {s.chunks_embedded / s.seconds_dense:.0f} chunks/s dense" if s.seconds_dense > 0 and s.chunks_embedded else ""
-        out.print(
-            f"Corpus '{s.corpus}': {len(s.added)} added, {len(s.updated)} updated, {len(s.removed)} removed, "
-            f"{len(s.unchanged)} unchanged, {len(s.skipped)} skipped, {len(s.failed)} failed — "
-            f"{s.pages} pages, {s.chunks_written} chunks written, {s.chunks_embedded} embedded "
-            f"in {s.seconds_total:.1f}s{rate}."
-        )
-    for path, reason in s.failed:
-        out.print(f"  [red]failed[/red]  {path}: {reason}", highlight=False)
-    for path, reason in s.skipped:
-        out.print(f"  [yellow]skipped[/yellow] {path}: {reason}", highlight=False)
-    for path, message in s.warnings:
-        out.print(f"  [dim]warning[/dim] {path}: {message}", highlight=False)
+        work = [plural(s.pages, "page")] if s.pages else []
+        work.append(f"{plural(s.chunks_written, 'chunk')} written")
+        if s.chunks_embedded:
+            work.append(f"{s.chunks_embedded} embedded")
+        rate = ""
+        embed_seconds = s.seconds_dense - s.seconds_embedder_load
+        if s.chunks_embedded and embed_seconds > 0:
+            rate = f", {s.chunks_embedded / embed_seconds:.0f} chunks/s dense"
+        out.print(f"Corpus '{s.corpus}': " + ", ".join(f"{n} {what}" for n, what in counts if n)
+                  + f" — {', '.join(work)} in {s.seconds_total:.1f}s{rate}.")
+    for label, rows in (("[red]failed[/red] ", s.failed), ("[yellow]skipped[/yellow]", s.skipped),
+                        ("[dim]warning[/dim]", s.warnings)):
+        for path, reason in rows:
+            out.print(f"  {label} {shown(path)}: {shown(reason)}", highlight=False)
     for path in s.removed:
-        out.print(f"  [dim]removed[/dim] {path}", highlight=False)
+        out.print(f"  [dim]removed[/dim] {shown(path)}", highlight=False)
     if s.dense_error:
-        out.print(f"[yellow]Dense embedding stopped: {s.dense_error}. BM25 search works; re-run ingest to finish.[/yellow]")
+        out.print(f"[yellow]Dense embedding stopped: {shown(s.dense_error)}. BM25 search works; "
+                  "re-run ingest to finish.[/yellow]")
     elif s.dense_pending:
-        out.print(f"{s.dense_pending} chunks still need dense vectors: re-run `docmem ingest` to fill them.")
+        out.print(f"{plural(s.dense_pending, 'chunk')} still need dense vectors: re-run `docmem ingest` to fill them.")

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 from docmem.schema import Hit, SearchPage
 from docmem.store.corpus import open_corpus
 
@@ -27,7 +27,7 @@ def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
         c = hit.chunk
         heading = " > ".join(c.headings)
         console.print(
-            f"\n[bold cyan]{hit.rank}.[/bold cyan] [bold]{escape(location(hit))}[/bold]"
+            f"\n[bold cyan]{hit.rank}.[/bold cyan] [bold]{shown(location(hit))}[/bold]"
             f"  [dim]{c.id}  score {hit.score:.3f}[/dim]", highlight=False,
         )
         if heading:

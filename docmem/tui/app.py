@@ -374,7 +374,7 @@ class ChatApp(App[None]):
             if step.kind == "flush":
                 self.gauge.flush(step)
                 self._flush_notice(step)
-                self.notify(step.detail, title="Memory flush", severity="warning")
+                self.notify(step.detail, title="Memory flush", severity="warning", markup=False)
             else:
                 self.gauge.warning(step)
         elif isinstance(step, CallStep) and step.ok and step.name == "send_message":
@@ -411,7 +411,7 @@ class ChatApp(App[None]):
         elif result.status == "error":
             self.notice(f"⚠ {(result.error or 'error').rstrip('.')}. The conversation is kept; "
                         "send again to retry.", "error")
-            self.notify(result.error or "error", title="The agent stopped", severity="error")
+            self.notify(result.error or "error", title="The agent stopped", severity="error", markup=False)
         elif result.status == "interrupted":
             self.notice("Interrupted. The agent was told, and waits for your next message.", "warning")
         elif result.status == "yielded" and not result.answer and not isinstance(

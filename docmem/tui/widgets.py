@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Markdown, OptionList, ProgressBar, Sta
 from textual.widgets.option_list import Option
 
 from docmem.agent.describe import describe
+from docmem.cli.common import printable
 from docmem.agent.functions import CitationResult
 from docmem.agent.loop import WARN_AT, AnswerResult, CallStep, FinalStep, LLMStep, MemoryStep, MessageStep, Step
 from docmem.tui.runtime import Snapshot
@@ -399,12 +400,12 @@ class IngestBar(Horizontal):
 
     def start(self, path: str) -> None:
         self.add_class("-active")
-        self.query_one("#ingest-label", Label).update(f"ingesting {path}: scanning")
+        self.query_one("#ingest-label", Label).update(Text(f"ingesting {printable(path)}: scanning"))
         self.query_one(ProgressBar).update(total=None, progress=0)
 
     def progress(self, stage: str, done: int, total: int, detail: str) -> None:
         labels = {"scan": "scanning", "extract": "reading", "dense": "embedding", "index": "indexing"}
-        self.query_one("#ingest-label", Label).update(f"{labels.get(stage, stage)} {detail}")
+        self.query_one("#ingest-label", Label).update(Text(f"{labels.get(stage, stage)} {printable(detail)}"))
         bar = self.query_one(ProgressBar)
         if stage == "index" or not total:
             bar.update(total=None)
