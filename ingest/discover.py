@@ -150,7 +150,7 @@ def _walk(out: Discovery, root: Path, exclude: pathspec.PathSpec | None, confine
             continue
         key = (st.st_dev, st.st_ino)
         if key in seen_dirs:
-            out.problems.append(Problem(_rel(folder, root) + "/", "symlink loop (folder already visited)"))
+            out.problems.append(Problem(_rel(folder, root) + "/", "symlink loop, or a second way into a folder already visited"))
             continue
         seen_dirs.add(key)
         own = _read_ignore(folder)

@@ -69,6 +69,8 @@ class _Renderer:
 @click.option("--workers", type=int, default=None, help="Extraction processes (default: one per core).")
 @click.option("--no-dense", is_flag=True, help="Write BM25 only now; dense vectors are filled by a later run.")
 @click.option("--force", is_flag=True, help="Re-extract every file, changed or not (e.g. after an upgrade).")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Also follow links that lead outside the ingested folders (skipped by default).")
 @click.option("--strict", is_flag=True, help="Exit non-zero if any file failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary instead of progress.")
 @qdrant_options
@@ -76,7 +78,7 @@ class _Renderer:
 @user_errors
 def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, exclude: tuple[str, ...],
            embedder: str | None, chunk_tokens: int | None, chunk_overlap: int | None, workers: int | None,
-           no_dense: bool, force: bool, strict: bool, as_json: bool, qdrant_url: str | None,
+           no_dense: bool, force: bool, follow_symlinks: bool, strict: bool, as_json: bool, qdrant_url: str | None,
            qdrant_api_key: str | None) -> None:
     """Index documents under PATHS into a corpus (incremental: unchanged files are skipped)."""
     from ingest.pipeline import ingest as run_ingest
@@ -89,11 +91,12 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, excl
     with open_corpus(settings, create=True, embedder=embedder) as opened:
         if as_json or not console.is_terminal and not sys.stderr.isatty():
             summary = run_ingest(opened, list(paths), excludes=exclude, workers=workers, dense=not no_dense,
-                                 force=force, progress=None if as_json else _plain_progress(console))
+                                 force=force, follow_symlinks=follow_symlinks,
+                                 progress=None if as_json else _plain_progress(console))
         else:
             with _Renderer(console) as renderer:
-                summary = run_ingest(opened, list(paths), excludes=exclude, workers=workers,
-                                     dense=not no_dense, force=force, progress=renderer)
+                summary = run_ingest(opened, list(paths), excludes=exclude, workers=workers, dense=not no_dense,
+                                     force=force, follow_symlinks=follow_symlinks, progress=renderer)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:
