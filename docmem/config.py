@@ -37,10 +37,29 @@ class Settings:
     base_url: str | None = None
     api_key: str | None = None
     context_window: int = 8192
+    # Seconds of silence accepted from the LLM server (connecting, before the first token,
+    # between tokens): a model that is producing tokens is never cut off. A silent call is
+    # retried once; a call and its retries end within ``deadline`` (default 3 x timeout).
+    timeout: float = 60.0
+    deadline: float | None = None
+    # The reply's cap, sent on every call; None: the reply reserve of the context window.
+    max_tokens: int | None = None
+    tool_choice: str = "required"  # "auto" for servers that reject it (found and remembered)
+    stream: bool = True  # stream every call (false: one JSON reply; no per-token timeout)
+
+    @property
+    def reply_tokens(self) -> int:
+        """``max_tokens``, or the reserve the agent keeps free for the reply."""
+        return self.max_tokens or reply_reserve(self.context_window)
 
     @property
     def corpora_dir(self) -> Path:
         return self.home / "corpora"
+
+
+def reply_reserve(window: int) -> int:
+    """Tokens of the window kept for the model's reply: 1/8, within 384..4096."""
+    return min(4096, max(384, window // 8))
 
 
 _ENV_OVERRIDES = {
@@ -52,15 +71,33 @@ _ENV_OVERRIDES = {
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = {f.name: f.type for f in fields(Settings)}[name]
+    kind = str({f.name: f.type for f in fields(Settings)}[name])
     if name == "home":
         return Path(value).expanduser()
-    if "int" in str(kind) and not isinstance(value, int):
+    if "bool" in kind and not isinstance(value, bool):
+        text = str(value).strip().lower()
+        if text not in _BOOLEANS:
+            raise DocmemError(f"setting {name} must be true or false, got {value!r}")
+        value = _BOOLEANS[text]
+    elif "float" in kind and not isinstance(value, (int, float)):
         try:
-            return int(value)
+            value = float(value)
+        except ValueError:
+            raise DocmemError(f"setting {name} must be a number of seconds, got {value!r}") from None
+    elif "int" in kind and not isinstance(value, int):
+        try:
+            value = int(value)
         except ValueError:
             raise DocmemError(f"setting {name} must be a whole number, got {value!r}") from None
+    if name in _POSITIVE and not value > 0:
+        raise DocmemError(f"setting {name} must be positive, got {value!r}")
+    if name == "tool_choice" and value not in ("required", "auto"):
+        raise DocmemError(f"setting tool_choice must be required or auto, got {value!r}")
     return value
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+_POSITIVE = {"timeout", "deadline", "max_tokens"}
 
 
 def load_settings(**flags: Any) -> Settings:

@@ -49,6 +49,7 @@ class Completion:
     finish_reason: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
+    tokens_cached: int = 0  # prompt tokens the server reused from its cache (0: none, or not reported)
 
 
 class LLMError(DocmemError):

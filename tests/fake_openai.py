@@ -19,6 +19,14 @@ Replies (a dict, a string meaning ``{"content": s}``, or a callable ``policy(bod
   sends a raw non-JSON body instead (a proxy's HTML page).
 - ``{"disconnect": True}``: close the connection without answering;
   ``"drop_after_chunks": n`` (streams) drops it after ``n`` chunks.
+- Faults of real servers: ``{"reset": True}`` (a TCP RST, as a crashing server gives);
+  ``{"hang": True}`` (read the request, never answer); ``"chunk_delay": s`` (a slow model:
+  ``s`` seconds before each streamed event); ``"stall_after_chunks": n`` (silence after ``n``
+  events); ``{"body": str}`` / ``{"json": value}`` (a 200, or ``status``, with that body as
+  given, e.g. a proxy's HTML page or ``"message": null``; ``content_type`` optional);
+  ``"events": [raw SSE text]`` (a malformed stream).
+- ``"timings"`` / ``"tokens_cached"``: llama.cpp's extra reply fields (cached prompt tokens),
+  on the response or on the stream's last chunk.
 
 ``server.policy`` answers when the queue is empty. Responses mimic real ones: ids
 ``chatcmpl-...``, ``finish_reason``, arguments as a JSON string, usage; streams are SSE over
@@ -275,6 +283,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)  # the client sees a dropped connection
             return
+        if reply.get("reset"):  # SO_LINGER 0: close() sends a TCP RST, as a crashing server does
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
+        if reply.get("hang"):  # accept the request, then never answer (until the server stops)
+            self.fake._stopping.wait()
+            self.close_connection = True
+            return
+        if "body" in reply or "json" in reply:
+            self._raw(reply)
+            return
         if "status" in reply and reply["status"] != 200:
             self._scripted_error(reply, body)
             return
@@ -290,11 +310,15 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens})
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        extras = {k: reply[k] for k in ("timings", "tokens_cached") if k in reply}  # llama.cpp's
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             chunks = self._chunks(ident, created, model, content, calls, finish,
-                                  usage if include_usage else None, include_usage)
-            self._sse(chunks, reply.get("drop_after_chunks"))
+                                  usage if include_usage else None, include_usage, extras)
+            if "events" in reply:  # raw SSE data lines, for malformed streams
+                chunks = iter(reply["events"])
+            self._sse(chunks, reply.get("drop_after_chunks"), reply.get("chunk_delay", 0.0),
+                      reply.get("stall_after_chunks"))
             return
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None,
                                    "annotations": []}
@@ -308,7 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if usage is not None:
             response["usage"] = usage
-        self._json(200, response)
+        self._json(200, {**response, **extras})
 
     @staticmethod
     def _tool_call(n: int, spec: dict[str, Any]) -> dict[str, Any]:
@@ -325,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunks(self, ident: str, created: int, model: str, content: str | None,
                 calls: list[dict[str, Any]], finish: str, usage: dict[str, Any] | None,
-                include_usage: bool) -> Iterator[dict[str, Any]]:
+                include_usage: bool, extras: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             out = {"id": ident, "object": "chat.completion.chunk", "created": created,
                    "model": model, "system_fingerprint": "fp_fake",
@@ -349,20 +373,31 @@ class _Handler(BaseHTTPRequestHandler):
             yield chunk({"tool_calls": [first]})
             for piece in _pieces(call["function"]["arguments"], size):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        if not include_usage:
+            yield {**chunk({}, finish), **(extras or {})}  # llama.cpp's timings ride on the last chunk
+            return
         yield chunk({}, finish)
-        if include_usage:
-            yield {"id": ident, "object": "chat.completion.chunk", "created": created,
-                   "model": model, "system_fingerprint": "fp_fake", "choices": [],
-                   "usage": usage}
+        yield {"id": ident, "object": "chat.completion.chunk", "created": created,
+               "model": model, "system_fingerprint": "fp_fake", "choices": [],
+               "usage": usage, **(extras or {})}
+
+    def _raw(self, reply: dict[str, Any]) -> None:
+        """A body sent as given: ``"body"`` (text, default text/html) or ``"json"`` (any value,
+        as application/json), with ``status`` (default 200) and ``content_type``."""
+        status = int(reply.get("status", 200))
+        headers = reply.get("headers") or {}
+        if "json" in reply:
+            data = json.dumps(reply["json"]).encode()
+            kind = reply.get("content_type", "application/json")
+        else:
+            raw = reply["body"]
+            data = raw.encode() if isinstance(raw, str) else raw
+            kind = reply.get("content_type", "text/html; charset=utf-8")
+        self._send(status, data, kind, headers)
 
     def _scripted_error(self, reply: dict[str, Any], body: dict[str, Any]) -> None:
         status = int(reply["status"])
         headers = reply.get("headers") or {}
-        if "body" in reply:
-            raw = reply["body"]
-            data = raw.encode() if isinstance(raw, str) else raw
-            self._send(status, data, "text/html; charset=utf-8", headers)
-            return
         defaults = ERROR_DEFAULTS.get(status, ERROR_DEFAULTS[500 if status >= 500 else 400])
         error = {"message": None, "type": None, "param": None, "code": None,
                  **defaults, **(reply.get("error") or {})}
@@ -419,17 +454,27 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
-    def _sse(self, chunks: Iterator[dict[str, Any]], drop_after: int | None = None) -> None:
+    def _sse(self, chunks: Iterator[Any], drop_after: int | None = None, delay: float = 0.0,
+             stall_after: int | None = None) -> None:
+        """Stream the chunks; ``delay`` seconds before each event after the first (a slow
+        model), silence for good after ``stall_after`` events (a stuck one)."""
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
         self.send_header("cache-control", "no-cache")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
-        events = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+        events = [c if isinstance(c, str) else f"data: {json.dumps(c)}\n\n" for c in chunks]
+        events.append("data: [DONE]\n\n")
         for n, event in enumerate(events):
             if drop_after is not None and n >= drop_after:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if stall_after is not None and n >= stall_after:
+                self.fake._stopping.wait()
+                self.close_connection = True
+                return
+            if delay and n and self.fake._stopping.wait(delay):
                 return
             data = event.encode()
             self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))

@@ -73,8 +73,9 @@ def test_tool_call_round_trip_sends_exactly_the_request(fake_llm, make):
     first = processor.complete(MESSAGES, TOOLS)
 
     assert fake_llm.chat_requests[0] == {"model": "fake-model", "messages": MESSAGES,
-                                         "tools": TOOLS, "tool_choice": "auto",
-                                         "temperature": 0.0}
+                                         "tools": TOOLS, "tool_choice": "required",
+                                         "temperature": 0.0, "stream": True,
+                                         "stream_options": {"include_usage": True}}
     assert fake_llm.requests[0].headers["authorization"] == "Bearer not-needed"
     assert first.text is None
     assert first.tool_calls == [ToolCall("call_abc", "archival_search",
@@ -100,13 +101,13 @@ def test_tool_call_round_trip_sends_exactly_the_request(fake_llm, make):
 
 def test_options_shape_the_request(fake_llm, make):
     fake_llm.enqueue("summary", "ok")
-    make(temperature=None).complete(MESSAGES, [])
-    make(parallel_tool_calls=False).complete(MESSAGES, TOOLS)
+    make(temperature=None, stream=False).complete(MESSAGES, [])
+    make(parallel_tool_calls=False, tool_choice="auto", max_tokens=512).complete(MESSAGES, TOOLS)
 
     no_tools, parallel = fake_llm.chat_requests
     assert no_tools == {"model": "fake-model", "messages": MESSAGES}
     assert parallel["parallel_tool_calls"] is False
-    assert parallel["tool_choice"] == "auto"
+    assert parallel["tool_choice"] == "auto" and parallel["max_tokens"] == 512
 
 
 def test_streamed_text_reaches_on_text_piece_by_piece(fake_llm, make):
@@ -389,9 +390,9 @@ def test_connection_refused_says_cannot_connect(sleeps):
 def test_a_silent_server_times_out(sleeps):
     with FakeOpenAI(latency=5) as server:
         server.policy = lambda body: {"content": "too late"}
-        processor = OpenAIProcessor(server.model, server.url, None, timeout=0.2, max_retries=1,
-                                    sleep=sleeps.append)
-        with pytest.raises(LLMError, match=r"did not answer within 0.2 s \(2 times\)"):
+        processor = OpenAIProcessor(server.model, server.url, None, timeout=0.2, max_retries=4,
+                                    deadline=30, sleep=sleeps.append)
+        with pytest.raises(LLMError, match=r"sent nothing for 0.2 s \(2 times\); giving up: raise --timeout"):
             processor.complete(MESSAGES, TOOLS)
         processor.close()
         assert len(server.chat_requests) == 2 and len(sleeps) == 1

@@ -22,6 +22,7 @@ from docmem.agent.functions import TOOLS, CitationResult, State
 from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
 from docmem.agent.recall import Recall
 from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
+from docmem.config import reply_reserve
 from docmem.errors import DocmemError
 from docmem.llm.jsonfix import repair_json_arguments
 from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
@@ -122,7 +123,9 @@ class Agent:
         self.processor = processor
         self.counter = TokenCounter(model or getattr(processor, "model", None))
         self.window = window
-        self.reserve = reserve if reserve is not None else min(4096, max(384, window // 8))
+        # The reply reserve is the max_tokens the processor sends, so the prompt and the reply fit.
+        self.reserve = reserve if reserve is not None else (
+            getattr(processor, "max_tokens", None) or reply_reserve(window))
         self.max_steps = max_steps
         self.on_text = on_text
         self.tools: dict[str, Tool] = {t.name: t for t in TOOLS}

@@ -20,9 +20,9 @@ def recall_path(settings: Settings) -> Path:
 
 def make_processor(settings: Settings) -> Processor:
     """The one real processor; any OpenAI-compatible server (OpenAI, Ollama, vLLM, ...)."""
-    from docmem.llm.openai import from_settings
+    from docmem.llm.openai import from_settings, options_from
 
-    return from_settings(settings.model, settings.base_url, settings.api_key)
+    return from_settings(settings.model, settings.base_url, settings.api_key, **options_from(settings))
 
 
 @contextmanager

@@ -15,7 +15,25 @@ from rich.markup import escape
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 
 
+def _setting(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    """Keep a flag for ``settings_from`` without adding a parameter to every command."""
+    if value is not None and param.name:
+        ctx.ensure_object(dict)[param.name] = value
+
+
 def llm_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option("--tool-choice", type=click.Choice(["required", "auto"]), default=None,
+                      expose_value=False, callback=_setting,
+                      help="Ask for a function call every step (required, the default) or let the model "
+                           "choose (auto). A server that rejects required gets auto, remembered.")(fn)
+    fn = click.option("--max-tokens", type=click.IntRange(1), default=None, expose_value=False,
+                      callback=_setting,
+                      help="Cap on each reply, sent on every call (default: the reply reserve, 1/8 of the "
+                           "context window).")(fn)
+    fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+                      expose_value=False, callback=_setting,
+                      help="Seconds of silence accepted from the LLM server (default 60); a model that is "
+                           "producing tokens is never cut off.")(fn)
     fn = click.option("--context-window", type=int, default=None,
                       help="Tokens of main context (may be set below the model's real window).")(fn)
     fn = click.option("--api-key", default=None, help="API key (default: $OPENAI_API_KEY).")(fn)

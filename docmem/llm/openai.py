@@ -3,29 +3,39 @@
 It covers OpenAI, Azure, Ollama, vLLM, llama.cpp's server, LM Studio and LiteLLM. This is
 the only module of the agent that imports ``openai``. The client is built with
 ``max_retries=0``: retries happen here, bounded, logged and testable (``sleep`` is injected).
+
+What a local model needs (measured against llama.cpp's server with small models): a
+``max_tokens`` on every call, ``tool_choice: "required"`` so that the reply is a call and
+not prose about one, and streaming, so that ``timeout`` is the longest *silence* accepted:
+a slow model that is producing tokens is never cut off. A call has a total ``deadline``
+over its retries; a timeout is retried at most once, and never once tokens had arrived (a
+deterministic generation would only be repeated). Parameters a server rejects
+(``tool_choice: "required"``, ``max_tokens`` on OpenAI's reasoning models,
+``stream_options``) fall back once and are remembered per endpoint and model, in memory
+and in ``quirks_path``.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import os
 import random
 import re
+import threading
 import time
-from dataclasses import dataclass
-from http import HTTPStatus
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 import openai
 
+from docmem.llm.failures import Failure, classify, one_line, server_message
 from docmem.llm.jsonfix import loads_lenient
-from docmem.protocols import (
-    Completion, ContextLengthExceeded, LLMError, LLMNotConfigured, Message, ToolCall,
-)
+from docmem.llm.replies import Malformed, StreamReader, completion_from_body, not_a_completion
+from docmem.protocols import Completion, LLMError, LLMNotConfigured, Message, ToolCall
 
-__all__ = ["OpenAIProcessor", "extract_inline_tool_calls", "from_settings"]
+__all__ = ["OpenAIProcessor", "extract_inline_tool_calls", "from_settings", "options_from"]
 
 log = logging.getLogger(__name__)
 
@@ -34,40 +44,48 @@ NO_MODEL = ("No LLM configured: pass --model (and --base-url http://localhost:11
             "Ollama) or set DOCMEM_MODEL")
 NO_ENDPOINT = ("No LLM configured: set OPENAI_API_KEY, or --base-url "
                "http://localhost:11434/v1 for Ollama")
+TOOL_CHOICES = ("required", "auto")
+CONNECT_TIMEOUT = 15.0  # a host that does not even accept the connection is not "slow"
 
-# How OpenAI, vLLM, llama.cpp, Ollama, LM Studio and LiteLLM say "the prompt is too long".
-_CONTEXT_LENGTH = re.compile(
-    r"context[_ ]length|maximum context|context (?:size|window)|max(?:imum)? model length"
-    r"|too many tokens|prompt (?:is )?too long|exceed_context_size|context_window_exceeded"
-    r"|ContextWindowExceeded|tokens to keep from the initial prompt",
-    re.I,
-)
-_RETRY_STATUSES = {408, 409, 429}
-
-
-@dataclass(frozen=True)
-class _Failure:
-    error: LLMError
-    retryable: bool
-    retry_after: float | None = None
+# What servers rejected, per "base URL model": {"tool_choice": "auto", ...}; shared by every
+# processor of this process (a batch runs several), and saved to ``quirks_path``.
+_QUIRKS: dict[str, dict[str, str]] = {}
+_QUIRKS_LOCK = threading.Lock()
 
 
 class OpenAIProcessor:
     """``Processor`` over any OpenAI-compatible Chat Completions endpoint."""
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None, *,
-                 timeout: float = 120, max_retries: int = 4, backoff: float = 1.0,
-                 sleep: Callable[[float], None] = time.sleep,
+                 timeout: float = 60, deadline: float | None = None, max_retries: int = 4,
+                 backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic,
                  temperature: float | None = 0.0, parallel_tool_calls: bool | None = None,
-                 max_delay: float = 60.0, rng: random.Random | None = None) -> None:
+                 max_delay: float = 60.0, rng: random.Random | None = None,
+                 max_tokens: int | None = None, tool_choice: str = "required", stream: bool = True,
+                 quirks_path: Path | None = None) -> None:
+        """``timeout``: seconds of silence accepted (connecting, before the first token, between
+        tokens). ``deadline``: seconds for one call with all its retries (default 3 x timeout);
+        a stream that is flowing is never cut by it. ``max_tokens``: the reply's cap, sent on
+        every call (None sends none). ``stream``: stream every call, even with no ``on_text``."""
+        if tool_choice not in TOOL_CHOICES:
+            raise LLMNotConfigured(f"tool_choice must be one of {', '.join(TOOL_CHOICES)}, not {tool_choice!r}")
+        if timeout <= 0:
+            raise LLMNotConfigured(f"timeout must be a positive number of seconds, not {timeout:g}")
         self.model = model
-        self.timeout = timeout
+        self.timeout = float(timeout)
+        self.deadline = float(deadline) if deadline is not None else 3 * self.timeout
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_delay = max_delay
         self.sleep = sleep
+        self.clock = clock
         self.temperature = temperature
         self.parallel_tool_calls = parallel_tool_calls
+        self.max_tokens = max_tokens
+        self.tool_choice = tool_choice
+        self.stream = stream
+        self.quirks_path = quirks_path
         self._rng = rng or random.Random()
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -75,9 +93,11 @@ class OpenAIProcessor:
             if base_url is None:  # never fall back silently to a cloud service
                 raise LLMNotConfigured(NO_ENDPOINT)
             api_key = PLACEHOLDER_KEY  # local servers ignore it; the client insists on one
-        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout,
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=self.timeout,
                                     max_retries=0)
         self.where = str(self.client.base_url).rstrip("/")
+        self._key = f"{self.where} {model}"
+        _load_quirks(quirks_path)
 
     def close(self) -> None:
         self.client.close()
@@ -88,48 +108,104 @@ class OpenAIProcessor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def quirks(self) -> dict[str, str]:
+        """What this endpoint rejected and docmem now sends instead."""
+        with _QUIRKS_LOCK:
+            return dict(_QUIRKS.get(self._key, {}))
+
     # -- the call, with retries ----------------------------------------------------------
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
                  on_text: Callable[[str], None] | None = None) -> Completion:
-        request = self._request(messages, tools, stream=on_text is not None)
-        attempt = 0
+        started = self.clock()
+        attempt = timeouts = fallbacks = 0
         while True:
             attempt += 1
-            streamed: list[str] = []
+            request = self._request(messages, tools, stream=self.stream or on_text is not None)
+            timeout = min(self.timeout, max(1.0, self.deadline - (self.clock() - started)))
+            reader = StreamReader()
             try:
-                if on_text is None:
-                    completion = self._complete_once(request)
-                else:
-                    completion = self._stream_once(request, on_text, streamed)
+                completion = self._attempt(request, on_text, reader, timeout)
+            except Malformed as exc:
+                raise LLMError(f"the LLM server at {self.where} {exc}") from None
             except openai.APIError as exc:
-                failure = self._failure(exc, attempt)
-                if streamed and failure.retryable:  # the user saw part of an answer
-                    raise LLMError(f"lost the connection to the LLM server at {self.where} "
-                                   f"in the middle of an answer: {_one_line(exc)}") from None
-                if not failure.retryable or attempt > self.max_retries:
-                    raise failure.error from exc
-                delay = self._delay(attempt, failure.retry_after)
-                log.warning("LLM call failed (%s); retry %d of %d in %.1f s",
-                            _one_line(exc), attempt, self.max_retries, delay)
-                self.sleep(delay)
+                if fallbacks < 3 and self._fall_back(exc, request):
+                    attempt, fallbacks = attempt - 1, fallbacks + 1
+                    continue
+                failure = classify(exc, where=self.where, model=self.model, timeout=timeout,
+                                   attempt=attempt)
+                timeouts += failure.timeout
+                self._give_up_or_wait(failure, exc, reader, request, on_text, attempt, started,
+                                      timeouts, timeout)
                 continue
             return _recover_inline_calls(completion, tools)
 
+    def _give_up_or_wait(self, failure: Failure, exc: openai.APIError, reader: StreamReader,
+                         request: dict[str, Any], on_text: Callable[[str], None] | None,
+                         attempt: int, started: float, timeouts: int, timeout: float) -> None:
+        """Raise the failure's error, or sleep before the next attempt."""
+        if failure.timeout and reader.tokens:
+            raise LLMError(f"the LLM server at {self.where} stopped sending for {timeout:g} s in "
+                           "the middle of a reply; not retried (the same prompt would be generated "
+                           "again): raise --timeout if the server pauses that long") from None
+        if reader.text and on_text is not None and failure.retryable:  # the user saw part of it
+            raise LLMError(f"lost the connection to the LLM server at {self.where} in the middle "
+                           f"of an answer: {one_line(failure.error)}") from None
+        if failure.timeout and not request.get("stream") and self.temperature == 0:
+            raise LLMError(f"the LLM server at {self.where} did not answer within {timeout:g} s; "
+                           "not retried (a deterministic generation would take as long again): "
+                           "raise --timeout, or let docmem stream (stream = true)") from None
+        if not failure.retryable or attempt > self.max_retries or timeouts > 1:
+            raise failure.error from exc
+        delay = self._delay(attempt, failure.retry_after)
+        if self.clock() - started + delay >= self.deadline:
+            raise type(failure.error)(f"{failure.error} (the {self.deadline:g} s deadline for one call "
+                                      "has passed)") from exc
+        log.warning("LLM call failed (%s); retry %d of %d in %.1f s",
+                    one_line(failure.error), attempt, self.max_retries, delay)
+        self.sleep(delay)
+
     def _request(self, messages: list[Message], tools: list[dict[str, Any]],
                  stream: bool) -> dict[str, Any]:
+        quirks = self.quirks
         request: dict[str, Any] = {"model": self.model, "messages": messages}
         if tools:  # servers reject tool_choice without tools (the summarizer sends none)
             request["tools"] = tools
-            request["tool_choice"] = "auto"
+            request["tool_choice"] = quirks.get("tool_choice", self.tool_choice)
             if self.parallel_tool_calls is not None:
                 request["parallel_tool_calls"] = self.parallel_tool_calls
         if self.temperature is not None:
             request["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            request[quirks.get("max_tokens", "max_tokens")] = self.max_tokens
         if stream:
             request["stream"] = True
-            request["stream_options"] = {"include_usage": True}
+            if quirks.get("stream_options") != "off":
+                request["stream_options"] = {"include_usage": True}
         return request
+
+    def _fall_back(self, exc: openai.APIError, request: dict[str, Any]) -> bool:
+        """Remember a parameter this endpoint rejects, and retry without it (True)."""
+        if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 422):
+            return False
+        detail = f"{server_message(exc)} {exc.body}".lower()
+        if (request.get("tool_choice") == "required" and re.search(r"tool[_ ]choice", detail)
+                and not re.search(r"\bauto\b", detail)):  # when "auto" is refused too, say so instead
+            return self._remember("tool_choice", "auto", exc)
+        if "max_tokens" in request and "max_completion_tokens" in detail:
+            return self._remember("max_tokens", "max_completion_tokens", exc)
+        if "stream_options" in request and "stream_options" in detail:
+            return self._remember("stream_options", "off", exc)
+        return False
+
+    def _remember(self, name: str, value: str, exc: openai.APIError) -> bool:
+        log.warning("the LLM server at %s rejected %s (%s); sending %s=%s to it from now on",
+                    self.where, name, one_line(server_message(exc), 120), name, value)
+        with _QUIRKS_LOCK:
+            _QUIRKS.setdefault(self._key, {})[name] = value
+            _save_quirks(self.quirks_path)
+        return True
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -139,106 +215,75 @@ class OpenAIProcessor:
 
     # -- one attempt ---------------------------------------------------------------------
 
-    def _complete_once(self, request: dict[str, Any]) -> Completion:
-        response = self.client.chat.completions.create(**request)
-        if not response.choices:
-            raise LLMError(f"the LLM server at {self.where} returned no choices")
-        choice = response.choices[0]
-        message = choice.message
-        calls = [(getattr(tc, "id", None), tc.function.name, tc.function.arguments)
-                 for tc in (message.tool_calls or [])]
-        tokens_in, tokens_out = _usage(response.usage)
-        return Completion(text=message.content, tool_calls=_tool_calls(calls),
-                          finish_reason=choice.finish_reason,
-                          tokens_in=tokens_in, tokens_out=tokens_out)
-
-    def _stream_once(self, request: dict[str, Any], on_text: Callable[[str], None],
-                     streamed: list[str]) -> Completion:
-        finish_reason = None
-        tokens_in = tokens_out = 0
-        slots: dict[int, list[Any]] = {}  # index -> [id, name, argument pieces]
-        last_index = -1
-        with self.client.chat.completions.create(**request) as stream:
-            for chunk in stream:
-                if getattr(chunk, "usage", None):
-                    tokens_in, tokens_out = _usage(chunk.usage)
-                for choice in chunk.choices or []:
-                    if choice.index not in (0, None):
-                        continue
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        streamed.append(delta.content)
-                        on_text(delta.content)
-                    for tc in (delta.tool_calls if delta is not None else None) or []:
-                        index = tc.index
-                        if index is None:  # some servers omit it: a new id opens a new call
-                            fresh = tc.id and all(s[0] != tc.id for s in slots.values())
-                            index = len(slots) if fresh or not slots else last_index
-                        last_index = index
-                        slot = slots.setdefault(index, [None, "", []])
-                        if tc.id and not slot[0]:
-                            slot[0] = tc.id
-                        function = tc.function
-                        if function is not None:
-                            if function.name and not slot[1]:
-                                slot[1] = function.name
-                            if function.arguments:
-                                slot[2].append(function.arguments
-                                               if isinstance(function.arguments, str)
-                                               else json.dumps(function.arguments))
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-        calls = [(s[0], s[1], "".join(s[2])) for _, s in sorted(slots.items())]
-        return Completion(text="".join(streamed) or None, tool_calls=_tool_calls(calls),
-                          finish_reason=finish_reason, tokens_in=tokens_in, tokens_out=tokens_out)
-
-    # -- errors --------------------------------------------------------------------------
-
-    def _failure(self, exc: openai.APIError, attempt: int) -> _Failure:
-        where, times = self.where, f"{attempt} time{'s' if attempt > 1 else ''}"
-        if isinstance(exc, openai.APITimeoutError):
-            return _Failure(LLMError(f"the LLM server at {where} did not answer within "
-                                     f"{self.timeout:g} s ({times}); giving up"), True)
-        if isinstance(exc, openai.APIConnectionError):
-            return _Failure(LLMError(f"cannot connect to the LLM server at {where} ({times}): "
-                                     "is it running? check --base-url"), True)
-        detail = _server_message(exc)
-        if not isinstance(exc, openai.APIStatusError):  # an error event in the middle of a stream
-            if _is_context_length(exc):
-                return _Failure(ContextLengthExceeded(f"the prompt is too long for {self.model}: "
-                                                      f"{detail}"), False)
-            return _Failure(LLMError(f"the LLM server at {where} failed mid-answer: {detail}"),
-                            False)
-        status = exc.status_code
-        if status in (401, 403):
-            return _Failure(LLMError(f"the LLM server rejected the API key ({status}): "
-                                     "check OPENAI_API_KEY"), False)
-        if status == 429:
-            return _Failure(LLMError(f"rate limited by the LLM server at {where} (429, {times}); "
-                                     f"giving up: {detail}"), True, _retry_after(exc.response))
-        if status >= 500 or status in _RETRY_STATUSES:
-            phrase = _phrase(status)
-            return _Failure(LLMError(f"LLM server at {where} answered {status} {phrase} "
-                                     f"{times}; giving up: {detail}"), True,
-                            _retry_after(exc.response))
-        if status == 404:
-            return _Failure(LLMError(f"the LLM server at {where} has no model '{self.model}' "
-                                     f"(404): check --model, and that --base-url ends in /v1: "
-                                     f"{detail}"), False)
-        if _is_context_length(exc):
-            return _Failure(ContextLengthExceeded(f"the prompt is too long for {self.model} "
-                                                  f"({status}): {detail}"), False)
-        if any(phrase in detail.lower() for phrase in _NO_TOOLS):
-            return _Failure(LLMError(f"the model {self.model} at {where} cannot call tools ({status}): "
-                                     f"{detail}; docmem needs a model with tool calling (for example "
-                                     "llama3.1 or qwen2.5 on Ollama; vLLM needs --enable-auto-tool-choice)"),
-                            False)
-        return _Failure(LLMError(f"the LLM server at {where} rejected the request ({status}): "
-                                 f"{detail}"), False)
+    def _attempt(self, request: dict[str, Any], on_text: Callable[[str], None] | None,
+                 reader: StreamReader, timeout: float) -> Completion:
+        raw = self.client.chat.completions.with_raw_response.create(
+            **request, timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)))
+        content_type = raw.headers.get("content-type") or ""
+        if request.get("stream") and "event-stream" in content_type:
+            stream = raw.parse()
+            with stream:
+                chunks = iter(stream)
+                while True:
+                    try:
+                        chunk = next(chunks)
+                    except StopIteration:
+                        break
+                    except ValueError as exc:  # a data: line that is not JSON
+                        raise Malformed(f"sent a stream chunk that is not JSON ({exc})") from None
+                    text = reader.feed(chunk)
+                    if text and on_text is not None:
+                        on_text(text)
+            return reader.completion()
+        # Not a stream: a completion (some servers ignore "stream"), or not a completion at all.
+        body = raw.http_response.read().decode("utf-8", "replace")
+        if (reason := not_a_completion(content_type, body)) is not None:
+            raise Malformed(reason)
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise Malformed(f"answered with something that is not JSON ({one_line(body, 80)!r}), "
+                            "not a chat completion: is --base-url the API path (it usually ends "
+                            "in /v1)?") from None
+        completion = completion_from_body(data)
+        if on_text is not None and completion.text:
+            on_text(completion.text)
+        return completion
 
 
-# How servers say a model or deployment cannot do tool calls (Ollama, vLLM, llama.cpp, LM Studio).
-_NO_TOOLS = ("support tools", "tool choice", "tool_choice", "tool calling", "tool-call", "tools are not")
+def _load_quirks(path: Path | None) -> None:
+    if path is None or not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("ignoring %s: not readable JSON", path)
+        return
+    with _QUIRKS_LOCK:
+        for key, quirks in saved.items() if isinstance(saved, dict) else ():
+            if isinstance(quirks, dict):
+                _QUIRKS.setdefault(key, {}).update({k: str(v) for k, v in quirks.items()})
+
+
+def _save_quirks(path: Path | None) -> None:
+    """Write every endpoint's quirks (caller holds the lock); 0600, atomically."""
+    if path is None or not path.parent.is_dir():
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_QUIRKS, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot save %s: %s", path, exc)
+
+
+def options_from(settings: Any) -> dict[str, Any]:
+    """``OpenAIProcessor`` options from ``docmem.config.Settings``."""
+    return {"timeout": settings.timeout, "deadline": settings.deadline,
+            "max_tokens": settings.reply_tokens, "tool_choice": settings.tool_choice,
+            "stream": settings.stream, "quirks_path": settings.home / "llm-endpoints.json"}
 
 
 def from_settings(model: str | None, base_url: str | None, api_key: str | None,
@@ -356,22 +401,6 @@ def _as_call(value: Any, names: set[str]) -> tuple[str, str] | None:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _tool_calls(calls: list[tuple[str | None, str, Any]]) -> list[ToolCall]:
-    """ToolCalls with ids made up where the server sent none (or duplicates)."""
-    out: list[ToolCall] = []
-    seen: set[str] = set()
-    for n, (call_id, name, arguments) in enumerate(calls):
-        if not call_id or call_id in seen:
-            call_id = f"call_{n}"
-        seen.add(call_id)
-        if arguments is None:
-            arguments = ""
-        elif not isinstance(arguments, str):  # some servers send an object, not JSON text
-            arguments = json.dumps(arguments, ensure_ascii=False)
-        out.append(ToolCall(id=call_id, name=name or "", arguments=arguments))
-    return out
-
-
 def _recover_inline_calls(completion: Completion, tools: list[dict[str, Any]]) -> Completion:
     if completion.tool_calls or not completion.text or not tools:
         return completion
@@ -380,65 +409,4 @@ def _recover_inline_calls(completion: Completion, tools: list[dict[str, Any]]) -
     if not calls:
         return completion
     log.info("recovered %d tool call(s) the model wrote as text", len(calls))
-    return Completion(text=remainder or None, tool_calls=calls,
-                      finish_reason=completion.finish_reason,
-                      tokens_in=completion.tokens_in, tokens_out=completion.tokens_out)
-
-
-def _usage(usage: Any) -> tuple[int, int]:
-    if usage is None:
-        return 0, 0
-    return (getattr(usage, "prompt_tokens", None) or 0,
-            getattr(usage, "completion_tokens", None) or 0)
-
-
-def _server_message(exc: openai.APIError) -> str:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return _one_line(body["message"])
-    if isinstance(body, str) and body.strip():
-        return _one_line(body)
-    return _one_line(exc.message)
-
-
-def _is_context_length(exc: openai.APIError) -> bool:
-    body = exc.body if isinstance(exc.body, dict) else {}
-    if body.get("code") == "context_length_exceeded":
-        return True
-    text = " ".join(str(x) for x in (body.get("code"), body.get("type"), _server_message(exc),
-                                     exc.message) if x)
-    return bool(_CONTEXT_LENGTH.search(text))
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    headers = getattr(response, "headers", None) or {}
-    try:
-        if (ms := headers.get("retry-after-ms")) is not None:
-            return float(ms) / 1000
-    except ValueError:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
-
-
-def _one_line(value: Any, limit: int = 200) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return replace(completion, text=remainder or None, tool_calls=calls)
