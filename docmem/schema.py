@@ -225,6 +225,7 @@ class IngestOptions:
     workers: int | None = None
     dense: bool = True
     force: bool = False
+    follow_symlinks: bool = False  # also links that lead outside the ingested folders
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

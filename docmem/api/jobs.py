@@ -14,12 +14,17 @@ import uuid
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
+from docmem.errors import DocmemError
 from docmem.schema import JOB_DONE, JOB_FAILED, JOB_PROGRESS, JOB_QUEUED, JobEvent
 
 log = logging.getLogger(__name__)
 
 # work(emit) -> the summary as a dict; emit(progress_event) for each pipeline event
 Work = Callable[[Callable[[Any], None]], dict[str, Any]]
+
+
+class JobCancelled(DocmemError):
+    """The one who asked for the ingest stopped it (Ctrl+C)."""
 
 
 class Job:
@@ -30,6 +35,11 @@ class Job:
         self._events: list[JobEvent] = []
         self._cond = threading.Condition()
         self.finished = False
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Stop at the pipeline's next progress event (what it has written stays, and resumes)."""
+        self.cancelled = True
 
     def emit(self, kind: str, **fields: Any) -> None:
         with self._cond:
@@ -83,8 +93,15 @@ class JobQueue:
         with self._cond:
             while self._queues[job.corpus][0] is not job:
                 self._cond.wait()
+        def emit(event: Any) -> None:
+            if job.cancelled:
+                raise JobCancelled("the ingest was interrupted; run it again to resume")
+            job.emit(JOB_PROGRESS, progress=asdict(event))
+
         try:
-            summary = work(lambda event: job.emit(JOB_PROGRESS, progress=asdict(event)))
+            if job.cancelled:
+                raise JobCancelled("the ingest was interrupted before it started")
+            summary = work(emit)
         except Exception as exc:  # the job's error goes to whoever watches it
             log.debug("ingest job %s failed", job.id, exc_info=True)
             job.emit(JOB_FAILED, error=str(exc) or type(exc).__name__)

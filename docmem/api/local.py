@@ -139,5 +139,5 @@ class LocalService:
         if self.workers is not None:
             workers = min(workers or self.workers, self.workers)
         summary = ingest(view, paths, excludes=options.excludes, workers=workers, dense=options.dense,
-                         force=options.force, progress=emit)
+                         force=options.force, follow_symlinks=options.follow_symlinks, progress=emit)
         return summary.as_dict()

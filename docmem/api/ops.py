@@ -110,6 +110,35 @@ def saved_sessions(settings: "Settings") -> list["SessionInfo"]:
         recall.close()
 
 
+def follow_job(job: Any, on_progress: Callable[[Any], None] | None = None,
+               on_note: Callable[[str], None] | None = None) -> Any:
+    """Watch an ingest job to its end: pipeline events to ``on_progress`` (as ``Progress``), its
+    place in the queue of writers and resumptions to ``on_note``; the ``IngestSummary`` back.
+    Ctrl+C stops the job (as it stopped an ingest run in-process)."""
+    from ingest.pipeline import Progress
+
+    from docmem.schema import JOB_DONE, JOB_FAILED, JOB_PROGRESS, JOB_QUEUED
+
+    try:
+        for event in job.events():
+            if event.kind == JOB_QUEUED and on_note is not None:
+                if event.error:
+                    on_note(event.error)
+                elif event.position:
+                    ahead = "1 ingest" if event.position == 1 else f"{event.position} ingests"
+                    on_note(f"waiting: {ahead} ahead of this one in this corpus (one writer at a time)")
+            elif event.kind == JOB_PROGRESS and on_progress is not None and event.progress:
+                on_progress(Progress(**event.progress))
+            elif event.kind == JOB_FAILED:
+                raise DocmemError(event.error or "the ingest failed")
+            elif event.kind == JOB_DONE:
+                return summary_from_dict(event.summary or {})
+    except KeyboardInterrupt:
+        job.cancel()
+        raise
+    raise DocmemError("the ingest job ended without a result")
+
+
 def summary_from_dict(data: dict[str, Any]) -> Any:
     """An ``IngestSummary`` back from its ``as_dict`` (a job's summary as it crossed a socket)."""
     from ingest.pipeline import IngestSummary

@@ -140,6 +140,9 @@ class _Resuming:
     def wait(self) -> JobEvent:
         return last_event(self.events())
 
+    def cancel(self) -> None:
+        self.job.cancel()
+
 
 class Docmem:
     """The ``Service`` for a data home: per corpus, the local service if this process owns it

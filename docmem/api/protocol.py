@@ -67,6 +67,10 @@ class IngestJob(Protocol):
         """Every event from the job's start, blocking until it ends with JOB_DONE or JOB_FAILED."""
         ...
 
+    def cancel(self) -> None:
+        """Stop it at its next progress event; what it wrote stays, and a re-run resumes."""
+        ...
+
 
 class Service(Protocol):
     """docmem's Python API. ``corpus=None`` means the settings' corpus."""

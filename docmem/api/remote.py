@@ -124,6 +124,12 @@ class RemoteJob:
     def __init__(self, service: "RemoteService", job_id: str) -> None:
         self.service, self.id = service, job_id
 
+    def cancel(self) -> None:
+        try:
+            self.service.post(f"/v1/jobs/{self.id}/cancel", {})
+        except errors.DocmemError:
+            pass  # the owner is gone, and the job with it
+
     def events(self) -> Iterator[JobEvent]:
         try:
             with self.service.client.stream("GET", f"/v1/jobs/{self.id}/events", timeout=httpx.Timeout(

@@ -29,7 +29,7 @@ def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, job
               as_json: bool) -> int:
     """Run the batch; the exit status: 0, 1 when a question failed, 130 when interrupted."""
     from docmem.agent.session import make_processor
-    from docmem.store.corpus import open_corpus
+    from docmem.api import connect
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     answers, reports, note = resolve_outputs(questions_file, outs)
@@ -41,7 +41,8 @@ def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, job
     options = BatchOptions(jobs=jobs, max_steps=max_steps, share_memory=share_memory,
                            rerun_stale=rerun_stale, max_consecutive_failures=stop_after_failures)
     view = _View(err, quiet)
-    with open_corpus(settings) as corpus:
+    with connect(settings) as service:
+        corpus = service.open_corpus()
         batch = Batch(corpus, settings, questions, answers, reports=reports, options=options,
                       title=questions_file.name, progress=view)
         if batch.loaded.dropped_tail and not quiet:

@@ -102,8 +102,8 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
         if given:
             raise click.UsageError(f"{flag} needs --questions FILE")
     from docmem.agent.describe import describe
-    from docmem.agent.loop import Trace
-    from docmem.agent.session import open_agent
+    from docmem.agent.loop import FinalStep, Trace
+    from docmem.api import connect
 
     err = Console(stderr=True, soft_wrap=True)
 
@@ -112,13 +112,23 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
         if line and not quiet:
             err.print(f"[dim]· {escape(line)}[/dim]", highlight=False)
 
+    from docmem.agent.session import make_processor
+
+    processor = make_processor(settings)  # before the corpus: fail fast on config
     tracer = Trace(trace) if trace else None
+    result = None
     try:
-        with open_agent(settings, session=session, max_steps=max_steps) as agent:
-            result = agent.ask(question, trace=tracer, on_step=show)
+        with connect(settings) as service:
+            for step in service.ask(question, session=session, max_steps=max_steps, processor=processor):
+                if tracer:
+                    tracer.write(step)
+                show(step)
+                if isinstance(step, FinalStep):
+                    result = step.result
     finally:
         if tracer:
             tracer.close()
+    assert result is not None
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
@@ -152,16 +162,10 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
 @user_errors
 def sessions(ctx: click.Context, as_json: bool) -> None:
     """List saved sessions (created with --session NAME)."""
-    from docmem.agent.recall import Recall
-    from docmem.agent.session import recall_path
+    from docmem.api import connect
 
-    settings = settings_from(ctx)
-    path = recall_path(settings)
-    infos = []
-    if path.exists():
-        recall = Recall(path, "")
-        infos = recall.sessions()
-        recall.close()
+    with connect(settings_from(ctx)) as service:
+        infos = service.sessions()
     if as_json:
         click.echo(json.dumps([i.__dict__ for i in infos], indent=2))
         return

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.table import Table
 
 from docmem.cli.common import settings_from, user_errors
-from docmem.store.corpus import delete_corpus, list_corpora
 
 
 def _size(n: int) -> str:
@@ -27,12 +26,15 @@ def _size(n: int) -> str:
 @user_errors
 def corpora(ctx: click.Context, as_json: bool, delete: str | None) -> None:
     """List corpora with file and chunk counts, embedder and size on disk."""
+    from docmem.api import connect
+
     settings = settings_from(ctx)
-    if delete:
-        delete_corpus(settings, delete)
-        click.echo(f"Deleted corpus '{delete}' (the documents themselves were not touched).")
-        return
-    infos = list_corpora(settings)
+    with connect(settings) as service:
+        if delete:
+            service.delete_corpus(delete)
+            click.echo(f"Deleted corpus '{delete}' (the documents themselves were not touched).")
+            return
+        infos = service.corpora()
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return

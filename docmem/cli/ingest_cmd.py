@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from rich.progress import (
 )
 
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
-from docmem.errors import DocmemError
-from docmem.store.corpus import open_corpus
 
 
 class _Renderer:
@@ -81,22 +78,23 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, excl
            no_dense: bool, force: bool, follow_symlinks: bool, strict: bool, as_json: bool, qdrant_url: str | None,
            qdrant_api_key: str | None) -> None:
     """Index documents under PATHS into a corpus (incremental: unchanged files are skipped)."""
-    from ingest.pipeline import ingest as run_ingest
+    from docmem.api import IngestOptions, connect
+    from docmem.api.ops import follow_job
 
     settings = settings_from(ctx, corpus=corpus, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                              qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
-    if not any(os.path.lexists(p) for p in paths):
-        raise DocmemError(f"no such file or directory: {', '.join(str(p) for p in paths)}")
+    options = IngestOptions(excludes=exclude, embedder=embedder, chunk_tokens=settings.chunk_tokens,
+                            chunk_overlap=settings.chunk_overlap, workers=workers, dense=not no_dense, force=force,
+                            follow_symlinks=follow_symlinks)
     console = Console(stderr=True)
-    with open_corpus(settings, create=True, embedder=embedder) as opened:
+    note = None if as_json else lambda text: console.print(f"[dim]{text}[/dim]")
+    with connect(settings) as service:
+        job = service.ingest(list(paths), options=options)
         if as_json or not console.is_terminal and not sys.stderr.isatty():
-            summary = run_ingest(opened, list(paths), excludes=exclude, workers=workers, dense=not no_dense,
-                                 force=force, follow_symlinks=follow_symlinks,
-                                 progress=None if as_json else _plain_progress(console))
+            summary = follow_job(job, None if as_json else _plain_progress(console), note)
         else:
             with _Renderer(console) as renderer:
-                summary = run_ingest(opened, list(paths), excludes=exclude, workers=workers, dense=not no_dense,
-                                     force=force, follow_symlinks=follow_symlinks, progress=renderer)
+                summary = follow_job(job, renderer, note)
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     else:

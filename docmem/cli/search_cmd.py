@@ -10,7 +10,6 @@ from rich.markup import escape
 
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 from docmem.schema import Hit, SearchPage
-from docmem.store.corpus import open_corpus
 
 
 def location(hit: Hit) -> str:
@@ -53,12 +52,12 @@ def search(ctx: click.Context, query: str, corpus: str | None, page: int, page_s
            path_glob: str | None, fusion: str | None, candidates: int | None, as_json: bool,
            qdrant_url: str | None, qdrant_api_key: str | None) -> None:
     """Search a corpus and print one page of cited results."""
-    from docmem.search import search as run_search
+    from docmem.api import connect
 
     settings = settings_from(ctx, corpus=corpus, qdrant_url=qdrant_url, qdrant_api_key=qdrant_api_key)
-    with open_corpus(settings) as opened:
-        result = run_search(opened, query, page=page, page_size=page_size, path=path_glob, ranking=fusion,
-                            candidates=candidates)
+    with connect(settings) as service:
+        result = service.search(query, page=page, page_size=page_size, path=path_glob, ranking=fusion,
+                                candidates=candidates)
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:

@@ -124,6 +124,12 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
                 yield (json.dumps(event.as_dict()) + "\n").encode()
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 
+    def cancel(request: Request, body: dict[str, Any]) -> Any:
+        job = service.jobs.jobs.get(request.path_params["job"])
+        if job is not None:
+            job.cancel()
+        return {"cancelled": job is not None}
+
     def delete(request: Request, body: dict[str, Any]) -> Any:
         service.delete_corpus(request.path_params["name"])
         return {"deleted": request.path_params["name"]}
@@ -138,6 +144,7 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
         Route("/v1/corpora/{name}/ingest", endpoint(ingest), methods=["POST"]),
         Route("/v1/corpora/{name}/delete", endpoint(delete), methods=["POST"]),
         Route("/v1/jobs/{job}/events", endpoint(events)),
+        Route("/v1/jobs/{job}/cancel", endpoint(cancel), methods=["POST"]),
     ]
     if mcp_app is not None:
         routes.append(Mount("/mcp", app=mcp_app))

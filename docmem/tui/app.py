@@ -597,7 +597,8 @@ class ChatApp(App[None]):
             elif choice and choice[0] == "ingest":
                 self.start_ingest(choice[1])
 
-        self.push_screen(CorpusScreen(list_corpora(self.settings), active), chosen)
+        infos = ws.service.corpora() if ws else list_corpora(self.settings)
+        self.push_screen(CorpusScreen(infos, active), chosen)
 
     def _refuse_when_busy(self, what: str) -> bool:
         if self.busy:

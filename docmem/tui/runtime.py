@@ -1,9 +1,10 @@
 """The chat session behind the TUI: one corpus, one recall session, one agent. No Textual here.
 
 Everything here runs in the app's worker threads; widgets only ever see the values it
-returns (``Snapshot``, ``Turn``). An ``Agent`` holds its corpus open (with the corpus lock),
-so switching corpus opens the new one, moves the agent over, then closes the old one, and
-ingesting into the active corpus reuses the open ``Corpus``.
+returns (``Snapshot``, ``Turn``). Corpora come from the service (``docmem.api``): the chat
+owns its corpus and serves it to other docmem processes while it is open, or is a client of
+the process that owns it. Switching corpus opens the new one, moves the agent over, then
+releases the old one; an ingest is a job of the corpus's owner.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from docmem.agent.recall import Recall, SessionInfo
 from docmem.agent.session import recall_path
 from docmem.config import Settings
 from docmem.protocols import LLMError, Message, Processor
-from docmem.store.corpus import Corpus, open_corpus
+from docmem.api.ops import follow_job
+from docmem.api.owner import Docmem
+from docmem.api.protocol import CorpusView
+from docmem.schema import IngestOptions
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary, Progress
@@ -105,7 +109,8 @@ class Workspace:
         self.max_steps = max_steps
         self.recall = Recall(recall_path(settings), session)
         self.corpus_name = corpus or self._session_corpus() or settings.corpus
-        self.corpus: Corpus | None = None
+        self.service = Docmem(settings, workers=1)  # spawned workers would write to Textual's terminal
+        self.corpus: CorpusView | None = None
         self.agent: Agent | None = None
         self.on_text: Callable[[str], None] | None = None
 
@@ -119,25 +124,25 @@ class Workspace:
         name = name or self.corpus_name
         if self.agent is not None:
             self.agent.save()  # the new agent restores what the old one knew
-        corpus = open_corpus(self.settings, name, create=create)
+        corpus = self.service.open_corpus(name, create=create)
         try:
-            agent = Agent(self.processor, corpus, self.recall, window=self.settings.context_window,
+            agent = Agent(self.processor, corpus, self.recall,  # type: ignore[arg-type]
+                          window=self.settings.context_window,
                           model=self.settings.model, max_steps=self.max_steps,
                           page_size=self.settings.page_size, on_text=self._text)
         except BaseException:
-            corpus.close()
+            self.service.release(corpus.name)
             raise
         old = self.corpus
         self.corpus, self.agent, self.corpus_name = corpus, agent, corpus.name
         agent.save()  # the session is listed (and resumable) from its first moment
-        if old is not None:
-            old.close()
+        if old is not None and old.name != corpus.name:
+            self.service.release(old.name)
 
     def close(self) -> None:
         if self.agent is not None:
             self.agent.save()
-        if self.corpus is not None:
-            self.corpus.close()
+        self.service.close()
         self.agent = self.corpus = None
         self.recall.close()
 
@@ -148,20 +153,13 @@ class Workspace:
     # -- ingest -------------------------------------------------------------------------
 
     def ingest(self, paths: list[Path], progress: Callable[[Progress], None]) -> IngestSummary:
-        """Ingest into the active corpus (reusing the open one), creating it if there is none.
-
-        In-process (one worker): spawned workers would write to the terminal Textual owns."""
-        from ingest.pipeline import ingest
-
+        """Ingest into the active corpus, creating it if there is none: a job of the corpus's owner
+        (this process, with one worker, or the process it is a client of)."""
+        job = self.service.ingest(paths, corpus=self.corpus_name, options=IngestOptions(workers=1))
+        summary = follow_job(job, progress)
         if self.corpus is None:
-            corpus = open_corpus(self.settings, self.corpus_name, create=True)
-            try:
-                summary = ingest(corpus, paths, progress=progress, workers=1)
-            finally:
-                corpus.close()
             self.open()
-            return summary
-        return ingest(self.corpus, paths, progress=progress, workers=1)
+        return summary
 
     # -- what the widgets show ------------------------------------------------------------
 
