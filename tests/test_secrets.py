@@ -7,6 +7,7 @@ and everything printed are searched for the key's bytes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -67,7 +68,8 @@ def test_no_way_of_passing_a_key_leaves_it_on_disk_or_in_a_message(docmem_home, 
     gate = threading.Event()
 
     def held(body: dict[str, Any]) -> dict[str, Any]:
-        gate.wait(60)  # the first process holds the corpus until the test lets it answer
+        if "White Rabbit" in json.dumps(body["messages"]):
+            gate.wait(60)  # the first process holds the corpus until the test lets it answer
         return citing_server_policy(body)
 
     traces, outs = tmp_path / "traces", tmp_path / "outs"
@@ -85,9 +87,9 @@ def test_no_way_of_passing_a_key_leaves_it_on_disk_or_in_a_message(docmem_home, 
             lock = docmem_home / "corpora" / "default" / "corpus.lock"
             assert stat.S_IMODE(lock.stat().st_mode) == 0o600
             assert lock.read_text() == f"PID {holder.pid} (python -m docmem.cli ask)"
-            second = run("ask", f"--api-key={KEY}", "Who?", *llm)
-            assert second.returncode == 1
-            assert f"is in use by PID {holder.pid} (python -m docmem.cli ask)" in second.stderr
+            second = run("ask", f"--api-key={KEY}", "Who?", *llm)  # goes through the holder (issue 11)
+            assert second.returncode == 0, second.stderr
+            assert "in use" not in second.stderr
         finally:
             gate.set()
         out, err = holder.communicate(timeout=60)
