@@ -11,6 +11,7 @@ from docmem.cli.chat_cmd import chat
 from docmem.cli.corpora_cmd import corpora
 from docmem.cli.eval_cmd import eval_group
 from docmem.cli.ingest_cmd import ingest
+from docmem.cli.mcp_cmd import mcp
 from docmem.cli.search_cmd import search
 from docmem.cli.serve_cmd import serve
 
@@ -35,3 +36,4 @@ cli.add_command(sessions)
 cli.add_command(eval_group)
 cli.add_command(chat)
 cli.add_command(serve)
+cli.add_command(mcp)

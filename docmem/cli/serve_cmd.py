@@ -34,15 +34,19 @@ def serve(ctx: click.Context, corpora: tuple[str, ...], port: int | None, with_m
     from docmem.server.run import server_token, token_path
 
     settings = settings_from(ctx)
+    if with_mcp and port is None:
+        raise click.UsageError("--mcp serves MCP over loopback TCP: give --port too (0: any free port)")
+    if allow_ingest and not roots:
+        raise click.UsageError("--allow-ingest needs at least one --root FOLDER")
     options: dict[str, object] = {"socket_path": settings.home / "docmem.sock", "open_on_demand": True}
     if port is not None:
         options.update(port=port, token=server_token(settings))
+    service = Docmem(settings, **options)  # type: ignore[arg-type]
     if with_mcp:
         from docmem.mcp.server import streamable_app
 
-        options["mcp_app"], options["lifespan"] = streamable_app(settings, allow_ingest=allow_ingest,
-                                                                 roots=list(roots))
-    service = Docmem(settings, **options)  # type: ignore[arg-type]
+        service.server_options["mcp_app"], service.server_options["lifespan"] = streamable_app(
+            service, settings, allow_ingest=allow_ingest, roots=list(roots))
     server = service.start_serving()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -55,6 +59,8 @@ def serve(ctx: click.Context, corpora: tuple[str, ...], port: int | None, with_m
         if server.port is not None:
             click.echo(f"docmem serve: http://127.0.0.1:{server.port} (bearer token in {token_path(settings)})",
                        err=True)
+        if with_mcp:
+            click.echo(f"docmem serve: MCP (streamable HTTP) at http://127.0.0.1:{server.port}/mcp", err=True)
         stop.wait()
     finally:
         click.echo("docmem serve: stopping (queued ingests finish first)…", err=True)

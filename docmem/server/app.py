@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docmem import errors
@@ -147,5 +147,5 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
         Route("/v1/jobs/{job}/cancel", endpoint(cancel), methods=["POST"]),
     ]
     if mcp_app is not None:
-        routes.append(Mount("/mcp", app=mcp_app))
+        routes.extend(mcp_app.routes)  # its /mcp route; its session manager runs in ``lifespan``
     return Starlette(routes=routes, middleware=[Middleware(_BearerToken, token=token)], lifespan=lifespan)

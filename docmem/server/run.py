@@ -66,10 +66,11 @@ class OwnerServer:
             self.port = tcp.getsockname()[1]
             listeners.append((tcp, self.token))
         for sock, token in listeners:
+            tcp = token is not None  # MCP only on loopback TCP: its clients speak HTTP to a host:port
             app = make_app(self.service, open_on_demand=self.open_on_demand, token=token,
-                           mcp_app=self.mcp_app, lifespan=self.lifespan)
+                           mcp_app=self.mcp_app if tcp else None, lifespan=self.lifespan if tcp else None)
             config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
-                                    lifespan="on" if self.lifespan else "off")
+                                    lifespan="on" if tcp and self.lifespan else "off")
             server = uvicorn.Server(config)
             thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                                       name=f"docmem-serve-{'tcp' if token else 'unix'}")
