@@ -26,7 +26,8 @@ Replies (a dict, a string meaning ``{"content": s}``, or a callable ``policy(bod
   given, e.g. a proxy's HTML page or ``"message": null``; ``content_type`` optional);
   ``"events": [raw SSE text]`` (a malformed stream).
 - ``"timings"`` / ``"tokens_cached"``: llama.cpp's extra reply fields (cached prompt tokens),
-  on the response or on the stream's last chunk.
+  on the response or on the stream's last chunk. ``FakeOpenAI(prompt_cache=True)`` reports
+  ``usage.prompt_tokens_details.cached_tokens``: the prefix shared with the previous prompt.
 
 ``server.policy`` answers when the queue is empty. Responses mimic real ones: ids
 ``chatcmpl-...``, ``finish_reason``, arguments as a JSON string, usage; streams are SSE over
@@ -113,13 +114,17 @@ class FakeOpenAI:
 
     def __init__(self, *, model: str = "fake-model", latency: float = 0.0,
                  embedding_dim: int = 64, piece_chars: int = 6,
-                 api_key: str | None = None, port: int = 0) -> None:
+                 api_key: str | None = None, port: int = 0, prompt_cache: bool = False) -> None:
         self.model = model
         self.bind_port = port  # 0: any free port
         self.latency = latency  # seconds before each answer (waits on an Event, no spinning)
         self.embedding_dim = embedding_dim
         self.piece_chars = piece_chars  # size of streamed content and argument pieces
         self.api_key = api_key  # when set, other bearer tokens get a 401
+        # Report cached prompt tokens as llama.cpp would: the prefix shared with the last
+        # prompt, rendered as chat templates do (system message, tools, then the rest).
+        self.prompt_cache = prompt_cache
+        self._last_prompt = ""
         self.policy: Callable[[dict[str, Any]], Any] | None = None
         self.requests: list[Recorded] = []
         self._queue: deque[Reply] = deque()
@@ -202,6 +207,14 @@ class FakeOpenAI:
         if isinstance(reply, str):
             reply = {"content": reply}
         return reply
+
+    def _cached_tokens(self, body: dict[str, Any]) -> int:
+        messages = body.get("messages") or []
+        prompt = json.dumps([messages[:1], body.get("tools"), messages[1:]])
+        with self._lock:
+            last, self._last_prompt = self._last_prompt, prompt
+        shared = next((i for i, (a, b) in enumerate(zip(prompt, last)) if a != b), min(len(prompt), len(last)))
+        return estimate_tokens(prompt[:shared]) if shared else 0
 
     def _wait_latency(self) -> bool:
         """Wait ``latency`` seconds; False when the server stopped meanwhile (do not answer)."""
@@ -309,6 +322,8 @@ class _Handler(BaseHTTPRequestHandler):
         usage: dict[str, Any] | None = reply.get("usage", {
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens})
+        if self.fake.prompt_cache and "usage" not in reply:
+            usage = {**usage, "prompt_tokens_details": {"cached_tokens": self.fake._cached_tokens(body)}}
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         extras = {k: reply[k] for k in ("timings", "tokens_cached") if k in reply}  # llama.cpp's
         if body.get("stream"):

@@ -163,3 +163,17 @@ def test_cached_prompt_tokens_are_read(server, stream, reply, cached):
     with make(server, stream=stream) as llm:
         result = llm.complete(MESSAGES, TOOLS)
     assert result.tokens_cached == cached and result.text == "ok"
+
+
+def test_the_trace_reports_cached_prompt_tokens_per_step(corpus, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    with FakeOpenAI(model="m", prompt_cache=True) as server:
+        server.policy = citing_server_policy
+        result = CliRunner().invoke(cli, ["ask", "Who is the White Rabbit?", "--model", "m", "--base-url",
+                                          server.url, "--trace", str(trace)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    steps = [r for r in map(json.loads, trace.read_text().splitlines()) if r["type"] == "LLMStep"]
+    assert len(steps) == 2 and steps[0]["tokens_cached"] == 0
+    # The second call repeats the first one's prompt (system, tools, question) and adds to it.
+    first = server.chat_requests[0]
+    assert steps[1]["tokens_cached"] >= len(json.dumps([first["messages"][:1], first["tools"]])) // 4

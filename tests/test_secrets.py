@@ -113,7 +113,8 @@ def test_no_way_of_passing_a_key_leaves_it_on_disk_or_in_a_message(docmem_home, 
     for secret in (KEY, QKEY):
         assert _files_holding(secret, docmem_home, traces, outs, questions) == []
         assert not any(secret in text for text in printed)
-    for state in ("sessions.sqlite", "corpora/default/manifest.sqlite", "corpora/default/corpus.lock"):
+    for state in ("sessions.sqlite", "corpora/default/manifest.sqlite", "corpora/default/corpus.lock",
+                  traces / "held.jsonl", traces / "env.jsonl"):
         assert stat.S_IMODE((docmem_home / state).stat().st_mode) == 0o600, state
 
 

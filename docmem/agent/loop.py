@@ -9,6 +9,7 @@ budget and identical-call detection end runaway chains with a clear message.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class LLMStep:
     tokens_in: int
     tokens_out: int
     seconds: float
+    tokens_cached: int = 0  # prompt tokens the server reused from its prompt cache, as it reports them
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,8 @@ class Trace:
     """--trace FILE: every step as one JSON line."""
 
     def __init__(self, path: Path) -> None:
-        self.fh = open(path, "a", encoding="utf-8")
+        # 0600 when new: a trace holds every prompt verbatim (documents, notes, questions).
+        self.fh = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8")
 
     def write(self, step: Step) -> None:
         record: dict[str, Any] = {"type": type(step).__name__, "time": time.time()}
@@ -191,7 +194,8 @@ class Agent:
                     (completion.text or "") + "".join(c.name + c.arguments for c in completion.tool_calls))
             self.tokens_in += tokens_in
             self.tokens_out += tokens_out
-            yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started)
+            yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started,
+                          completion.tokens_cached)
             self._push(_assistant_message(completion))
 
             if not completion.tool_calls:
