@@ -104,6 +104,12 @@ def test_a_malformed_stream_is_one_clear_line(server, sleeps, events, says):
     assert message.startswith(f"the LLM server at {server.url} {says}")
 
 
+def test_json_labelled_html_is_still_read(server, sleeps):
+    server.enqueue({"body": json.dumps({"choices": [{"message": {"content": "ok"}}]})})  # text/html
+    with processor(server, sleeps, stream=False) as llm:
+        assert llm.complete(MESSAGES, TOOLS).text == "ok"
+
+
 def test_a_server_that_ignores_stream_still_answers(server, sleeps):
     server.enqueue({"json": {"choices": [{"index": 0, "finish_reason": "stop",
                                           "message": {"role": "assistant", "content": "Forty-two."}}],
@@ -266,3 +272,27 @@ def llm_openai_options(fn):  # type: ignore[no-untyped-def]
     from docmem.cli.ask_cmd import llm_options
 
     return llm_options(fn)
+
+
+def test_a_proxy_error_page_is_named_by_its_title(server, sleeps):
+    page = "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502</h1></center></body></html>"
+    message = one_line_error(server, sleeps, {"status": 502, "body": page}, max_retries=0)
+    assert message == f"LLM server at {server.url} answered 502 Bad Gateway 1 time; giving up: 502 Bad Gateway"
+
+
+def test_tls_to_a_plain_http_server_is_named(server, sleeps):
+    url = server.url.replace("http://", "https://")
+    with OpenAIProcessor(server.model, url, None, max_retries=3, sleep=sleeps.append) as llm:
+        with pytest.raises(LLMError) as caught:
+            llm.complete(MESSAGES, TOOLS)
+    assert str(caught.value).startswith(f"the TLS handshake with the LLM server at {url} failed: ")
+    assert sleeps == []
+
+
+def test_an_unknown_host_is_named(sleeps):
+    url = "http://no-such-host.invalid:8080/v1"
+    with OpenAIProcessor("m", url, None, max_retries=3, sleep=sleeps.append) as llm:
+        with pytest.raises(LLMError) as caught:
+            llm.complete(MESSAGES, TOOLS)
+    assert str(caught.value) == f"cannot find the host of the LLM server at {url}: check --base-url"
+    assert sleeps == []

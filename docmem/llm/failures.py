@@ -92,6 +92,12 @@ def _connection_failure(exc: openai.APIConnectionError, where: str, times: str) 
     if "RemoteProtocolError" in names or "disconnected without sending" in text:
         return Failure(LLMError(f"the LLM server at {where} closed the connection without answering ({times}): "
                                 "it is running but dropped the request (its log says why)"), True)
+    if any("SSL" in n or "Certificate" in n for n in names) or "certificate" in text:
+        return Failure(LLMError(f"the TLS handshake with the LLM server at {where} failed: "
+                                f"{one_line(causes[-1])} (an https URL for an http server, or a "
+                                "certificate this machine does not trust?)"), False)
+    if "gaierror" in names or "name or service not known" in text or "nodename nor servname" in text:
+        return Failure(LLMError(f"cannot find the host of the LLM server at {where}: check --base-url"), False)
     if "ReadError" in names or "WriteError" in names:
         return Failure(LLMError(f"the connection to the LLM server at {where} broke ({times}): "
                                 f"{one_line(causes[-1])}"), True)
@@ -104,8 +110,20 @@ def server_message(exc: openai.APIError) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return one_line(body["message"])
     if isinstance(body, str) and body.strip():
-        return one_line(body)
-    return one_line(exc.message)
+        return one_line(_untagged(body))
+    return one_line(_untagged(exc.message))
+
+
+_TAG = re.compile(r"<[^>]*>")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+def _untagged(text: str) -> str:
+    """An HTML error page (a proxy's 502) as its title, or its text without the markup."""
+    if not text.lstrip().startswith("<"):
+        return text
+    title = _TITLE.search(text)
+    return title.group(1) if title and title.group(1).strip() else _TAG.sub(" ", text)
 
 
 def is_context_length(exc: openai.APIError) -> bool:

@@ -43,9 +43,10 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 
 
 def not_a_completion(content_type: str, text: str) -> str | None:
-    """Why a body is no completion at all (an HTML page, plain text), or None."""
+    """Why a body is no completion at all (an HTML page), or None. The body decides, not the
+    content type: some proxies label JSON text/html."""
     head = text.lstrip()[:200].lower()
-    if "html" in content_type.lower() or head.startswith(("<!doctype html", "<html")):
+    if head.startswith("<") and ("html" in content_type.lower() or "<html" in head or "<!doctype" in head):
         title = _TITLE.search(text[:4000])
         named = f" ('{' '.join(title.group(1).split())[:60]}')" if title and title.group(1).strip() else ""
         return (f"answered with an HTML page{named}, not a chat completion: is --base-url the API path "
