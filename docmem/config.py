@@ -46,6 +46,10 @@ class Settings:
     max_tokens: int | None = None
     tool_choice: str = "required"  # "auto" for servers that reject it (found and remembered)
     stream: bool = True  # stream every call (false: one JSON reply; no per-token timeout)
+    # Functions offered to the model: full | minimal (search, read, answer) | auto (minimal
+    # below 6k tokens of window); see docmem.agent.toolsets.
+    tools: str = "auto"
+    note_tokens: int = 1000  # the largest note archival_insert accepts
 
     @property
     def reply_tokens(self) -> int:

@@ -61,6 +61,12 @@ class Chunk:
     def point_id(self) -> str:
         return point_id(self.doc_hash, self.index)
 
+    def visible_to(self, notes_scope: str | None) -> bool:
+        """Documents are visible to everyone; a note only to its own scope (its session, or a
+        shared batch). Every reader of chunks by id, page or position applies this, as the
+        store's search filter does."""
+        return self.kind != KIND_NOTE or (notes_scope is not None and self.scope == notes_scope)
+
     def payload(self) -> dict[str, Any]:
         data = asdict(self)
         data["headings"] = list(self.headings)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from docmem import prompts
 from docmem.agent.functions import TOOLS
 from docmem.agent.loop import Agent, CallStep, FinalStep, LLMStep, MemoryStep
 from docmem.agent.recall import Recall
@@ -75,9 +76,9 @@ def test_agent_pages_to_page_three(settings, tmp_path):
     sent = last_tool_result(llm.history[-1][0])
     assert sent.startswith('Showing results 11-15 of 15 (page 3 of 3) for "maintenance schedule"')
     assert "torque the flange bolts" in sent
-    # Every request carried the tool list and the working context block.
+    # Every request carried the tool list, and the very same system message (a cacheable prefix).
     assert all(len(tools) == len(TOOLS) for _, tools in llm.history)
-    assert all("## Working context (" in msgs[0]["content"] for msgs, _ in llm.history)
+    assert {msgs[0]["content"] for msgs, _ in llm.history} == {prompts.load("system")}
     agent.corpus.close()
 
 
@@ -110,20 +111,21 @@ def test_small_window_warns_flushes_and_recall_finds_old_fact(settings, tmp_path
         if not tools:  # the summarizer's request
             summaries.append(messages)
             return text("Summary: the user asked about logs; searches were routine.")
-        last = messages[-1]["content"] or ""
-        if "vault code" in last and "Remember" not in last:
-            return call("conversation_search", query="vault code", request_heartbeat=True)
         if messages[-1]["role"] == "tool" and "conversation_search" not in json.dumps(messages[-2]):
             return text("Noted.")
         if messages[-1]["role"] == "tool":
             code = re.search(r"vault code is (\d+)", messages[-1]["content"])
             return text(f"The vault code was {code.group(1) if code else 'lost'}.")
+        # The user's last message (a memory alert may have come after it).
+        last = next(m["content"] for m in reversed(messages) if m["role"] == "user" and not m["content"].startswith("["))
+        if "vault code" in last and "Remember" not in last:
+            return call("conversation_search", query="vault code", request_heartbeat=True)
         if last.startswith("Remember"):
             return text("I will remember.")
         return call("archival_search", query="routine entry log", request_heartbeat=True)
 
     llm = ScriptedProcessor(policy=policy)
-    agent = _agent(settings, llm, window=3500)
+    agent = _agent(settings, llm, window=3500, tools="full")  # the whole hierarchy, in a small window
     steps = list(agent.run("Remember this: the vault code is 7319.", chat=True))
     for n in range(8):
         steps += list(agent.run(f"Search the logs again, round {n}.", chat=True))
@@ -133,7 +135,8 @@ def test_small_window_warns_flushes_and_recall_finds_old_fact(settings, tmp_path
     # The fact left the queue, but the summary says how many messages are hidden.
     assert not any("7319" in (m.get("content") or "") for m in agent.ctx.queue)
     head = agent.ctx.messages(agent.counter)[1]["content"]
-    assert re.match(r"\[memory\] \d+ of \d+ earlier messages are hidden", head)
+    assert re.match(r"\[memory\]\n## Working context .*\n\n## Summary: \d+ of \d+ earlier messages are hidden",
+                    head, re.S)
     # Every request, summarizer's included, fitted the window less the reply reserve.
     for messages, tools in llm.history:
         calls_text = [c["function"]["name"] + c["function"]["arguments"] for m in messages
@@ -206,7 +209,7 @@ def test_step_budget_and_plain_text_answers(settings, tmp_path):
     llm2 = ScriptedProcessor(policy=lambda m, t: text("It is probably 42."))
     agent2 = Agent(llm2, agent.corpus, Recall(":memory:", "u"), window=8192)
     result = agent2.ask("What is it?")
-    assert result.status == "answered" and result.answer == "It is probably 42."
+    assert result.status == "unverified" and result.answer == "It is probably 42."
     assert "no citation was verified" in result.error
     assert "call answer" in llm2.history[1][0][-1]["content"]  # it was nudged first
     agent.corpus.close()
@@ -283,7 +286,10 @@ def test_window_too_small_is_a_clear_error(settings, tmp_path):
 
     build_corpus(settings, tmp_path / "docs", {"a.txt": "Alpha"})
     with pytest.raises(DocmemError, match=r"context window 2000 is too small: .* use at least \d+"):
-        _agent(settings, ScriptedProcessor(), window=2000)
+        _agent(settings, ScriptedProcessor(), window=2000, tools="full")
+    small = _agent(settings, ScriptedProcessor(), window=2000)  # auto: the compact tool set fits
+    assert small.tool_set == "minimal"
+    small.corpus.close()
 
 
 def test_resumed_session_sees_working_context(settings, tmp_path):
@@ -299,8 +305,10 @@ def test_resumed_session_sees_working_context(settings, tmp_path):
     llm2 = ScriptedProcessor(text("Hello again."))
     agent2 = _agent(settings, llm2, recall=Recall(db, "alice"))
     list(agent2.run("Do you remember me?", chat=True))
-    system = llm2.history[0][0][0]["content"]
-    assert "User prefers metric units." in system
+    sent = llm2.history[0][0]
+    assert sent[0]["content"] == prompts.load("system")  # unchanged: the working context follows it
+    assert sent[1]["content"].startswith("[memory]\n## Working context (")
+    assert "User prefers metric units." in sent[1]["content"]
     assert any(m["content"] == "I prefer metric units." for m in llm2.history[0][0] if m["role"] == "user")
     agent2.corpus.close()
     other = _agent(settings, ScriptedProcessor(text("Hi.")), recall=Recall(db, "bob"))

@@ -14,7 +14,7 @@ import pytest
 
 from docmem.llm.jsonfix import repair_json_arguments
 from docmem.llm.openai import (
-    NO_ENDPOINT, NO_MODEL, OpenAIProcessor, extract_inline_tool_calls, from_settings,
+    NO_ENDPOINT, NO_MODEL, OpenAIProcessor, from_settings,
 )
 from docmem.protocols import ContextLengthExceeded, LLMError, LLMNotConfigured, ToolCall
 from fake_openai import FakeOpenAI, context_length_error, estimate_tokens, fake_llm  # noqa: F401
@@ -196,46 +196,15 @@ def test_missing_tool_call_ids_are_synthesized(fake_llm, make, stream):
                                  ToolCall("call_1", "answer", '{"text": "b"}')]
 
 
-def test_a_tool_call_written_as_text_is_recovered(fake_llm, make):
-    fake_llm.enqueue({"content": 'Here it is:\n```json\n{"name": "answer", '
-                                 '"arguments": {"text": "The 1930 tariff act."}}\n```'})
+def test_a_tool_call_written_as_text_is_left_to_the_agent(fake_llm, make):
+    """The processor reports what the server said; the agent decides whether text is a call
+    (tests/test_text_calls.py)."""
+    content = 'Here it is:\n```json\n{"name": "answer", "arguments": {"text": "The 1930 tariff act."}}\n```'
+    fake_llm.enqueue({"content": content})
 
     result = make().complete(MESSAGES, TOOLS)
 
-    assert result.tool_calls == [ToolCall("call_0", "answer", '{"text": "The 1930 tariff act."}')]
-    assert result.text == "Here it is:"
-
-
-def test_a_tool_call_as_text_is_left_alone_without_tools(fake_llm, make):
-    content = '{"name": "answer", "arguments": {"text": "x"}}'
-    fake_llm.enqueue({"content": content})
-
-    result = make().complete(MESSAGES, [])
-
     assert result.tool_calls == [] and result.text == content
-
-
-@pytest.mark.parametrize("text, expected", [
-    ('{"name": "answer", "arguments": {"text": "42"}}', [("answer", '{"text": "42"}')]),
-    ('<tool_call>\n{"name": "archival_search", "arguments": {"query": "q"}}\n</tool_call>',
-     [("archival_search", '{"query": "q"}')]),
-    ("<tool_call>{'name': 'answer', 'arguments': {'text': 'hi'}}</tool_call>",
-     [("answer", '{"text": "hi"}')]),
-    ('[TOOL_CALLS][{"name": "archival_search", "arguments": {"query": "a"}}, '
-     '{"name": "answer", "arguments": {"text": "b"}}]',
-     [("archival_search", '{"query": "a"}'), ("answer", '{"text": "b"}')]),
-    ('<|python_tag|>{"type": "function", "name": "answer", "parameters": {"text": "c"}}',
-     [("answer", '{"text": "c"}')]),
-    ('{"name": "answer", "arguments": "{\\"text\\": \\"d\\"}"}', [("answer", '{"text": "d"}')]),
-    ('{"name": "delete_everything", "arguments": {}}', []),  # not a tool we offered
-    ('The config is {"name": "answer", "colour": "red"}.', []),  # a name, but not a call
-    ("Tariffs rose in 1930 [1].", []),
-])
-def test_extract_inline_tool_calls(text, expected):
-    calls = extract_inline_tool_calls(text, ["archival_search", "answer"])
-
-    assert [(c.name, c.arguments) for c in calls] == expected
-    assert [c.id for c in calls] == [f"call_{n}" for n in range(len(expected))]
 
 
 # -- retries and errors ------------------------------------------------------------------

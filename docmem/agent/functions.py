@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 NOTES_PATH = "(agent notes)"
 RECALL_PAGE_SIZE = 5
+NOTE_TOKENS = 1000  # the largest note archival_insert accepts (setting note_tokens)
 
 
 @dataclass
@@ -66,7 +67,8 @@ class State:
     seen: set[str] = field(default_factory=set)  # chunk ids shown during this question
     searches: list[dict[str, Any]] = field(default_factory=list)
     final: Final | None = None
-    notes_scope: str = "default"  # archival_insert writes here; archival_search reads it
+    notes_scope: str = "default"  # archival_insert writes here; every reader sees only these notes
+    note_tokens: int = NOTE_TOKENS
     on_message: Callable[[str], None] = lambda _text: None
 
 
@@ -78,6 +80,11 @@ def _location(chunk: Chunk) -> str:
     if chunk.page is not None:
         where += f" p.{chunk.page}" + (f"-{chunk.page_end}" if chunk.page_end not in (None, chunk.page) else "")
     return where
+
+
+def _visible(state: State, chunks: list[Chunk]) -> list[Chunk]:
+    """The chunks this agent may read: documents, and its own scope's notes only."""
+    return [c for c in chunks if c.visible_to(state.notes_scope)]
 
 
 def _fit(state: State, text: str, tokens: int) -> str:
@@ -105,7 +112,8 @@ def archival_search(
                            "capped": result.capped, "shown": len(result.hits), "new": len(new)})
     if result.total and not result.hits:
         raise ToolError(result.header() + ": ask for a lower page")
-    header = f'{result.header()} for "{query}"' + (f" in {path}" if path else "")
+    header = result.header() if not result.total else f'{result.header()} for "{query}"'
+    header += f" in {path}" if path else ""
     if not result.hits:
         return header
     per_hit = max(40, (state.room - state.counter.count(header) - 20) // len(result.hits) - 30)
@@ -127,6 +135,10 @@ def archival_insert(
     """Store a fact in archival storage, so later searches (and later questions) can find it."""
     if not content.strip():
         raise ToolError("content is empty")
+    tokens = state.counter.count(content)
+    if tokens > state.note_tokens:
+        raise ToolError(f"the note has {tokens} tokens; a note holds at most {state.note_tokens}: store the "
+                        "fact itself, in your own words, with its chunk ids (split a long one into several notes)")
     digest = hashlib.sha256(f"{state.notes_scope}\n{content}".encode()).hexdigest()
     chunk = Chunk(doc_hash=digest, index=0, text=content, path=NOTES_PATH, title="Agent note",
                   char_end=len(content), kind=KIND_NOTE, scope=state.notes_scope)
@@ -147,12 +159,12 @@ def open_document(
     """Read a document sequentially around a chunk (or a page): the full text, then what follows."""
     store = state.corpus.store
     if chunk_id:
-        found = store.by_chunk_ids([chunk_id])
+        found = _visible(state, store.by_chunk_ids([chunk_id]))
         if not found:
             raise ToolError(f"no chunk {chunk_id}: use an id exactly as a search result shows it")
         anchor = found[0]
     elif path and page:
-        on_page = store.on_page(path, page)
+        on_page = _visible(state, store.on_page(path, page))
         if not on_page:
             record = state.corpus.manifest.get(path)
             if record is None:
@@ -171,7 +183,11 @@ def open_document(
         first, last = anchor.index, anchor.index + 3
     if last < first or first >= count:
         raise ToolError(f"{anchor.path} has no chunk {direction} of {anchor.id} (it has {count} chunks)")
-    chunks = store.neighbours(anchor.path, first, last)
+    chunks = _visible(state, store.neighbours(anchor.path, first, last))
+    if anchor.kind == KIND_NOTE:  # notes share one "document": a note is read alone
+        chunks = [c for c in chunks if c.id == anchor.id]
+    if not chunks:
+        raise ToolError(f"{anchor.path} has no chunk {direction} of {anchor.id}")
     if direction == "previous":
         chunks = chunks[::-1]  # nearest first, so what fits is what is closest
     parts: list[str] = []
@@ -308,7 +324,7 @@ def answer(
     if not citations and not not_found:
         raise ToolError("an answer needs at least one citation (chunk_id + verbatim quote), "
                         "or not_found: true if the corpus does not contain it")
-    chunks = {c.id: c for c in state.corpus.store.by_chunk_ids([c.chunk_id for c in citations])}
+    chunks = {c.id: c for c in _visible(state, state.corpus.store.by_chunk_ids([c.chunk_id for c in citations]))}
     results, problems = [], []
     for n, citation in enumerate(citations, start=1):
         chunk = chunks.get(citation.chunk_id)

@@ -19,11 +19,13 @@ from typing import Any, Callable, Iterator
 from pydantic import ValidationError
 
 from docmem import prompts
-from docmem.agent.functions import TOOLS, CitationResult, State
+from docmem.agent import textcalls
+from docmem.agent.functions import NOTE_TOKENS, CitationResult, State
 from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
 from docmem.agent.recall import Recall
 from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
 from docmem.config import reply_reserve
+from docmem.agent.toolsets import select
 from docmem.errors import DocmemError
 from docmem.llm.jsonfix import repair_json_arguments
 from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
@@ -33,6 +35,12 @@ from docmem.tokens import TokenCounter
 WARN_AT = 0.70
 REPEAT_LIMIT = 3
 PLAIN_TEXT_NUDGES = 2
+EMPTY_REPLIES = 2  # an empty reply is re-prompted once, then the question ends with an error
+
+# What a question ends as. Only ``answered`` carries verified citations; ``unverified`` is a
+# plain-text reply the model never backed with a verified citation; ``abstained`` is an
+# honest "not found" that lists what was searched.
+STATUSES = ("answered", "unverified", "abstained", "error", "interrupted", "yielded")
 
 
 # -- steps: what the loop yields, for the CLI, the TUI, the trace and the tests -------------
@@ -72,7 +80,7 @@ class MessageStep:
 
 @dataclass
 class AnswerResult:
-    status: str  # "answered" | "abstained" | "error" | "interrupted" | "yielded"
+    status: str  # one of STATUSES
     answer: str
     citations: list[CitationResult] = field(default_factory=list)
     steps: int = 0
@@ -121,8 +129,10 @@ class Agent:
     def __init__(self, processor: Processor, corpus: Corpus, recall: Recall, *, window: int,
                  model: str | None = None, max_steps: int = 24, page_size: int = 5,
                  working_budget: int | None = None, reserve: int | None = None,
-                 on_text: Callable[[str], None] | None = None, notes_scope: str | None = None) -> None:
-        """``notes_scope``: whose archival notes this agent reads and writes (default: its session)."""
+                 on_text: Callable[[str], None] | None = None, notes_scope: str | None = None,
+                 tools: str = "auto", note_tokens: int = NOTE_TOKENS) -> None:
+        """``notes_scope``: whose archival notes this agent reads and writes (default: its session).
+        ``tools``: full | minimal | auto (minimal below a small window, see ``toolsets``)."""
         self.processor = processor
         self.counter = TokenCounter(model or getattr(processor, "model", None))
         self.window = window
@@ -131,14 +141,15 @@ class Agent:
             getattr(processor, "max_tokens", None) or reply_reserve(window))
         self.max_steps = max_steps
         self.on_text = on_text
-        self.tools: dict[str, Tool] = {t.name: t for t in TOOLS}
-        self.schemas = [t.schema() for t in TOOLS]
-        self.ctx = MainContext(system=prompts.load("system"),
-                               working_budget=working_budget or max(128, min(1024, window // 8)))
+        self.tool_set, offered = select(tools, window)
+        self.tools: dict[str, Tool] = {t.name: t for t in offered}
+        self.schemas = [t.schema() for t in offered]
+        system = prompts.load("system_minimal" if self.tool_set == "minimal" else "system")
+        self.ctx = MainContext(system=system, working_budget=working_budget or max(128, min(1024, window // 8)))
         self.recall = recall
         self.corpus = corpus
         self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size,
-                           notes_scope=notes_scope or recall.session)
+                           notes_scope=notes_scope or recall.session, note_tokens=note_tokens)
         self.interrupt = threading.Event()
         self.tokens_in = self.tokens_out = 0
         fixed = self._usage()
@@ -158,7 +169,8 @@ class Agent:
         self.interrupt.clear()
         tokens_at_start = (self.tokens_in, self.tokens_out)
         self._push({"role": "user", "content": text})
-        steps = nudges = repeats = 0
+        self.save()  # from here on, a kill loses at most the step in flight
+        steps = nudges = repeats = empties = 0
         last_call: tuple[str, str] | None = None
         retried_overflow = False
         result: AnswerResult | None = None
@@ -196,22 +208,34 @@ class Agent:
             self.tokens_out += tokens_out
             yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started,
                           completion.tokens_cached)
-            self._push(_assistant_message(completion))
+            written = textcalls.recover(completion)  # a message that is wholly a call, as text
+            if written is not None:
+                completion = written
+            self._push(_assistant_message(completion, self.counter, self.reserve))
 
             if not completion.tool_calls:
                 text_reply = (completion.text or "").strip()
-                if chat:
+                if not text_reply:
+                    empties += 1
+                    if empties >= EMPTY_REPLIES:
+                        result = self._result("error", "", steps, tokens_at_start, error=(
+                            f"the model sent {empties} empty replies (no text and no function call)"))
+                        break
+                    self._push({"role": "user", "content": prompts.load("empty_reply").strip()})
+                    self.save()
+                    continue
+                if chat:  # a conversational reply; after a search it is an answer that cites nothing
                     yield MessageStep(text_reply)
-                    result = self._result("yielded", text_reply, steps, tokens_at_start)
+                    status = "unverified" if self.state.searches else "yielded"
+                    result = self._result(status, text_reply, steps, tokens_at_start)
                     break
                 nudges += 1
                 if nudges > PLAIN_TEXT_NUDGES:
-                    result = self._result("answered", text_reply, steps, tokens_at_start,
+                    result = self._result("unverified", text_reply, steps, tokens_at_start,
                                           error="the model answered in plain text; no citation was verified")
                     break
-                self._push({"role": "user", "content": (
-                    "[system] Reply by calling functions: search with archival_search, then call answer "
-                    "with citations (or answer with not_found: true).")})
+                self._push({"role": "user", "content": prompts.load("plain_text_nudge").strip()})
+                self.save()
                 continue
 
             heartbeat = False
@@ -233,12 +257,13 @@ class Agent:
                                          "Use it, or do something different."), False, True
                     arguments = None
                 else:
-                    output, ok, wants, arguments = self._execute(call)
+                    output, ok, wants, arguments = self._execute(call, as_text=written is not None)
                 self._push_result(call, output)
                 yield CallStep(steps, call.name, arguments, output, ok)
                 heartbeat = heartbeat or wants or not ok
             if result is not None:
                 break
+            self.save()  # the step is complete: its calls, results and working-context edits
             if self.state.final is not None:
                 final = self.state.final
                 result = self._result(final.status, final.text, steps, tokens_at_start, citations=final.citations)
@@ -270,12 +295,14 @@ class Agent:
 
     # -- one function call -------------------------------------------------------------
 
-    def _execute(self, call: ToolCall) -> tuple[str, bool, bool, dict[str, Any] | None]:
-        """(result text, ok, heartbeat requested, parsed arguments)."""
+    def _execute(self, call: ToolCall, as_text: bool = False) -> tuple[str, bool, bool, dict[str, Any] | None]:
+        """(result text, ok, heartbeat requested, parsed arguments). ``as_text``: the model
+        wrote the call as text; it is validated like any other, and refused if copied."""
         tool = self.tools.get(call.name)
         if tool is None:
-            return (f"FAILED: function {call.name!r} does not exist. Available: {', '.join(self.tools)}",
-                    False, True, None)
+            return textcalls.unknown_function(call.name, self.tools), False, True, None
+        if (as_text or call.name in textcalls.WRITES) and textcalls.copied_from_results(call, self.ctx.queue):
+            return textcalls.COPIED, False, True, None
         try:
             arguments = json.loads(call.arguments or "{}")
         except json.JSONDecodeError as exc:
@@ -312,10 +339,8 @@ class Agent:
         elif usage.fraction >= WARN_AT and not self.ctx.warned:
             self.ctx.warned = True
             percent = round(usage.fraction * 100)
-            self._push({"role": "user", "content": (
-                f"[system alert] Memory pressure: your main context is {percent}% full. Soon the oldest "
-                "messages will be evicted and replaced by a summary. Save anything you still need to "
-                "working context (working_context_append) or archival storage now.")})
+            alert = "memory_pressure" if "working_context_append" in self.tools else "memory_pressure_minimal"
+            self._push({"role": "user", "content": prompts.load(alert).strip().format(percent=percent)})
             yield MemoryStep("warning", f"main context {percent}% full")
 
     def _flush(self, reason: str) -> Iterator[Step]:
@@ -384,14 +409,23 @@ class Agent:
         return sum(message_tokens(self.counter, m) for m in self.ctx.messages(self.counter))
 
 
-def _assistant_message(completion: Completion) -> Message:
+def _assistant_message(completion: Completion, counter: TokenCounter, cap: int) -> Message:
+    """The reply as it is queued. Arguments over ``cap`` tokens (a 5 MB note) are replaced by a
+    placeholder: the call still runs (and fails on its own bound), but the queue, which must
+    fit the window, does not carry them."""
     message: Message = {"role": "assistant", "content": completion.text or None}
     if completion.tool_calls:
         message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _bounded(c.arguments, counter, cap)}}
             for c in completion.tool_calls
         ]
     return message
+
+
+def _bounded(arguments: str, counter: TokenCounter, cap: int) -> str:
+    if len(arguments) < cap or counter.count(arguments) <= cap:
+        return arguments
+    return json.dumps({"_cut": f"{counter.count(arguments)} tokens of arguments, not kept in the context"})
 
 
 def _canonical(arguments: str) -> str:

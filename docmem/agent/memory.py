@@ -4,6 +4,11 @@ The three tiers are assembled into the messages of every LLM call and measured i
 tokens first; their sum (plus the tool schemas and a reserve for the reply) never
 exceeds the window. ``units()`` keeps a function call and its results together, so an
 eviction never leaves a result without its call.
+
+The messages are ordered from what never changes to what changes every step: the system
+instructions (servers render the tool schemas with them), then one memory message with the
+working context and the summary, then the queue. A server that caches the longest common
+prompt prefix (llama.cpp, vLLM, OpenAI) then re-reads only what a step added.
 """
 
 from __future__ import annotations
@@ -61,24 +66,33 @@ class MainContext:
 
     # -- the tiers as the model sees them -------------------------------------
 
-    def system_message(self, counter: TokenCounter) -> Message:
+    def system_message(self) -> Message:
+        """The same in every call of every session: the longest prefix a server can cache."""
+        return {"role": "system", "content": self.system}
+
+    def memory_message(self, counter: TokenCounter) -> Message:
+        """Working context, then the summary of evicted messages: what changes between steps."""
         used = counter.count_cached(self.working)
-        body = self.working or "(empty)"
-        return {"role": "system", "content": (
-            f"{self.system}\n\n## Working context ({used}/{self.working_budget} tokens)\n{body}")}
+        text = f"[memory]\n## Working context ({used}/{self.working_budget} tokens)\n{self.working or '(empty)'}"
+        if self.summary:
+            total = self.hidden + len(self.queue)
+            text += (f"\n\n## Summary: {self.hidden} of {total} earlier messages are hidden (evicted to "
+                     f"recall storage; conversation_search reads them)\n{self.summary}")
+        return {"role": "user", "content": text}
 
     def summary_message(self) -> Message | None:
+        """The summary part of the memory message, measured on its own (None when empty)."""
         if not self.summary:
             return None
         total = self.hidden + len(self.queue)
         return {"role": "user", "content": (
-            f"[memory] {self.hidden} of {total} earlier messages are hidden (evicted to recall storage; "
-            f"use conversation_search to read them). Summary of them:\n{self.summary}")}
+            f"## Summary: {self.hidden} of {total} earlier messages are hidden (evicted to recall storage; "
+            f"conversation_search reads them)\n{self.summary}")}
 
     def messages(self, counter: TokenCounter) -> list[Message]:
-        head = [self.system_message(counter)]
-        summary = self.summary_message()
-        return head + ([summary] if summary else []) + list(self.queue)
+        """What one LLM call is sent; the memory message only once there is something in it."""
+        memory = [self.memory_message(counter)] if self.working or self.summary else []
+        return [self.system_message(), *memory, *self.queue]
 
     # -- measuring --------------------------------------------------------------
 
@@ -86,7 +100,7 @@ class MainContext:
         summary = self.summary_message()
         return Usage(
             system=message_tokens(counter, {"role": "system", "content": self.system}) + 12,
-            working=counter.count_cached(self.working),
+            working=counter.count_cached(self.working) + MESSAGE_OVERHEAD + 16,
             summary=message_tokens(counter, summary) if summary else 0,
             queue=sum(message_tokens(counter, m) for m in self.queue),
             tools=counter.count_cached(json.dumps(tools, separators=(",", ":"))) if tools else 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from docmem.agent.loop import Agent
 from docmem.agent.recall import Recall
@@ -25,6 +25,12 @@ def make_processor(settings: Settings) -> Processor:
     return from_settings(settings.model, settings.base_url, settings.api_key, **options_from(settings))
 
 
+def agent_options(settings: Settings) -> dict[str, Any]:
+    """The Agent keyword arguments every front end takes from the settings."""
+    return {"window": settings.context_window, "model": settings.model, "page_size": settings.page_size,
+            "tools": settings.tools, "note_tokens": settings.note_tokens}
+
+
 @contextmanager
 def open_agent(settings: Settings, *, session: str | None = None, processor: Processor | None = None,
                max_steps: int = 24, on_text: Callable[[str], None] | None = None) -> Iterator[Agent]:
@@ -35,8 +41,7 @@ def open_agent(settings: Settings, *, session: str | None = None, processor: Pro
             recall = Recall(recall_path(settings), session)
         else:
             recall = Recall(":memory:", f"ask-{uuid.uuid4().hex[:8]}")
-        agent = Agent(processor, corpus, recall, window=settings.context_window, model=settings.model,
-                      max_steps=max_steps, page_size=settings.page_size, on_text=on_text)
+        agent = Agent(processor, corpus, recall, max_steps=max_steps, on_text=on_text, **agent_options(settings))
         try:
             yield agent
         finally:

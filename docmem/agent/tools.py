@@ -31,9 +31,12 @@ class Tool:
     model: type[BaseModel]
     description: str
     terminal: bool
+    hidden: frozenset[str] = frozenset()  # accepted but not shown (a compact set's heartbeat)
 
     def schema(self) -> dict[str, Any]:
         parameters = _clean(self.model.model_json_schema())
+        for name in self.hidden:
+            parameters.get("properties", {}).pop(name, None)
         return {"type": "function",
                 "function": {"name": self.name, "description": self.description, "parameters": parameters}}
 
@@ -61,6 +64,36 @@ def derive(fn: Callable[..., Any], terminal: bool = False) -> Tool:
     if not description:
         raise TypeError(f"tool {fn.__name__} has no docstring")
     return Tool(fn.__name__, fn, model, description, terminal)
+
+
+def compact(tool: Tool, description: str, params: dict[str, str],
+            types: dict[str, Any] | None = None, required: frozenset[str] = frozenset()) -> Tool:
+    """The same function with shorter descriptions and only ``params`` shown, for small windows.
+
+    Parameters left out are refused like unknown ones, except ``request_heartbeat``: it is
+    still accepted but defaults to true, so chaining needs no words in the schema."""
+    fields: dict[str, Any] = {}
+    for name, info in tool.model.model_fields.items():
+        if name in params:
+            annotation = (types or {}).get(name, info.annotation)
+            default = ... if info.is_required() or name in required else info.default
+            fields[name] = (annotation, Field(default, description=params[name], **_limits(info)))
+    hidden: frozenset[str] = frozenset()
+    if not tool.terminal:
+        fields[HEARTBEAT] = (bool, Field(True, description="continue right after the result"))
+        hidden = frozenset({HEARTBEAT})
+    model = create_model(tool.name, __config__=ConfigDict(extra="forbid"), **fields)
+    return Tool(tool.name, tool.fn, model, description, tool.terminal, hidden)
+
+
+def _limits(info: Any) -> dict[str, Any]:
+    """ge/le bounds of a field, kept by ``compact``."""
+    out: dict[str, Any] = {}
+    for meta in info.metadata:
+        for key in ("ge", "le", "gt", "lt"):
+            if getattr(meta, key, None) is not None:
+                out[key] = getattr(meta, key)
+    return out
 
 
 def _clean(schema: dict[str, Any]) -> dict[str, Any]:

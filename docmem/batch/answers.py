@@ -9,6 +9,7 @@ question, the newest, in the order of the questions file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -20,7 +21,8 @@ from docmem.agent.loop import AnswerResult
 from docmem.batch.questions import Question
 from docmem.errors import DocmemError
 
-DONE = ("answered", "abstained")
+DONE = ("answered", "abstained")  # kept by a re-run; "unverified" too with --allow-unverified
+KEPT = ("answered", "unverified", "abstained")  # statuses a record keeps (anything else: "error")
 
 Record = dict[str, Any]
 
@@ -29,7 +31,7 @@ def make_record(question: Question, result: AnswerResult, *, seconds: float, mod
                 corpus: str, state: str, notes_scope: str | None = None,
                 stale: dict[str, Any] | None = None) -> Record:
     """The JSONL record of one answered (or failed) question; keys in reading order."""
-    status = result.status if result.status in DONE else "error"
+    status = result.status if result.status in KEPT else "error"
     record: Record = {
         "id": question.id,
         "question": question.text,
@@ -140,6 +142,43 @@ class AnswersFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+class OutputLock:
+    """One batch at a time per answers file: an flock on ``FILE.lock`` beside it.
+
+    Two runs appending to one file lose records and resume from each other's answers. The
+    lock is on a sidecar because the answers file itself is replaced on compaction (a lock
+    on it would go with the old inode). It holds only the PID (never the command line), is
+    private to the user, and is released by the kernel when the process dies, however.
+    The empty sidecar stays: removing it would race with the next run's open.
+    """
+
+    def __init__(self, answers: Path) -> None:
+        self.path = answers.with_name(answers.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            answers = self.path.with_name(self.path.name.removesuffix(".lock"))
+            raise DocmemError(f"{answers} is being written by another docmem batch ({holder}): wait for it "
+                              "to finish, or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"PID {os.getpid()}".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -113,8 +113,10 @@ def render_markdown(records: Sequence[Record], info: ReportInfo) -> str:
     """A report a person can read and share: summary, answers with footnotes, abstentions,
     failures."""
     answered = [(n, r) for n, r in enumerate(records, start=1) if r.get("status") == "answered"]
+    unverified = [(n, r) for n, r in enumerate(records, start=1) if r.get("status") == "unverified"]
     abstained = [(n, r) for n, r in enumerate(records, start=1) if r.get("status") == "abstained"]
-    failed = [(n, r) for n, r in enumerate(records, start=1) if r.get("status") not in ("answered", "abstained")]
+    failed = [(n, r) for n, r in enumerate(records, start=1)
+              if r.get("status") not in ("answered", "unverified", "abstained")]
     cites = [c for r in records for c in r.get("citations") or []]
     verified = sum(bool(c.get("verified")) for c in cites)
     models = sorted({str(r.get("model")) for r in records if r.get("model")})
@@ -131,6 +133,7 @@ def render_markdown(records: Sequence[Record], info: ReportInfo) -> str:
         "|---|---:|",
         f"| questions | {len(records)} |",
         f"| answered | {len(answered)} |",
+        f"| unverified (no verified citation) | {len(unverified)} |",
         f"| abstained (not found in the corpus) | {len(abstained)} |",
         f"| failed | {len(failed)} |",
         f"| citations verified | {verified} of {len(cites)} |",
@@ -149,6 +152,11 @@ def render_markdown(records: Sequence[Record], info: ReportInfo) -> str:
     if answered:
         lines += ["", "## Answers"]
         for n, r in answered:
+            lines += _answer_section(n, r)
+    if unverified:
+        lines += ["", "## Unverified replies", "",
+                  "The model replied without a verified citation: treat these as unsupported."]
+        for n, r in unverified:
             lines += _answer_section(n, r)
     if abstained:
         lines += ["", "## Abstentions", "",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from docmem import prompts
-from docmem.agent.loop import Agent, AnswerResult
+from docmem.agent.loop import Agent, AnswerResult, Trace
 from docmem.agent.recall import Recall
-from docmem.batch.answers import DONE, AnswersFile, Loaded, Record, error_record, make_record
+from docmem.batch.answers import DONE, AnswersFile, Loaded, OutputLock, Record, error_record, make_record
 from docmem.batch.questions import Question
 from docmem.batch.reports import ReportInfo, write_report
 from docmem.batch.state import corpus_state, stale_reasons
@@ -46,12 +47,19 @@ class BatchOptions:
     rerun_stale: bool = False
     max_consecutive_failures: int = 5  # stop early when the LLM is clearly unusable; 0: never
     report_every: float = 2.0  # seconds between refreshes of the CSV / Markdown outputs
+    allow_unverified: bool = False  # keep "unverified" records on a re-run (else they are asked again)
+    trace_dir: Path | None = None  # one JSONL of agent steps per question
+
+    @property
+    def done(self) -> tuple[str, ...]:
+        """Statuses a re-run keeps."""
+        return DONE + ("unverified",) if self.allow_unverified else DONE
 
 
 @dataclass
 class Plan:
     state: str
-    todo: list[tuple[Question, str]] = field(default_factory=list)  # (question, why: new | retry | edited | stale)
+    todo: list[tuple[Question, str]] = field(default_factory=list)  # (question, why: new | retry | edited | stale | other corpus)
     skipped: int = 0  # done for this corpus state
     stale: dict[str, list[str]] = field(default_factory=dict)  # id -> reasons (re-asked)
     rechecked: int = 0  # older answers whose citations all still hold (kept)
@@ -75,12 +83,13 @@ class BatchProgress:
     tokens_out: int = 0
     record: Record | None = None
     message: str | None = None
+    unverified: int = 0
 
     @classmethod
     def tally(cls, kind: str, total: int, summary: BatchSummary, record: Record | None = None) -> BatchProgress:
         """An event carrying the run's counts so far."""
         return cls(kind, total, summary.ran, summary.answered, summary.abstained, summary.failed,
-                   summary.tokens_in, summary.tokens_out, record)
+                   summary.tokens_in, summary.tokens_out, record, unverified=summary.unverified)
 
 
 @dataclass
@@ -89,6 +98,7 @@ class BatchSummary:
     skipped: int
     ran: int = 0
     answered: int = 0
+    unverified: int = 0  # replies without a verified citation
     abstained: int = 0
     failed: int = 0
     tokens_in: int = 0
@@ -122,12 +132,29 @@ class Batch:
         self.options = options
         self.title = title
         self.progress = progress or (lambda _event: None)
-        self.loaded: Loaded = self.file.load()
+        self.lock = OutputLock(answers)
+        self.lock.acquire()  # before reading: the file another run is appending to is not ours to plan from
+        try:
+            self.loaded: Loaded = self.file.load()
+        except BaseException:
+            self.lock.release()
+            raise
         self.latest: dict[str, Record] = self.loaded.latest()
         self.tag = hashlib.sha256(str(answers.resolve()).encode()).hexdigest()[:8]
         self._stop = threading.Event()
         self._running: set[Agent] = set()
         self._running_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release the answers file for the next run (``run`` does it too)."""
+        self.file.close()
+        self.lock.release()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- the plan ------------------------------------------------------------------
 
@@ -135,25 +162,32 @@ class Batch:
         """What this run does. Raises CorpusChanged for older answers without rerun_stale."""
         plan = Plan(corpus_state(self.corpus))
         older: list[Record] = []
+        foreign: list[Question] = []  # answered over another corpus: never reused here
         for q in self.questions:
             record = self.latest.get(q.id)
             if record is None:
                 plan.todo.append((q, "new"))
             elif " ".join(str(record.get("question", "")).split()) != " ".join(q.text.split()):
                 plan.todo.append((q, "edited"))
-            elif record.get("status") not in DONE:
+            elif record.get("status") not in self.options.done:
                 plan.todo.append((q, "retry"))
-            elif record.get("checked_state") == plan.state:
+            elif record.get("corpus", self.corpus.name) != self.corpus.name:
+                foreign.append(q)
+            elif record.get("checked_state") == plan.state:  # this corpus, this state
                 plan.skipped += 1
             else:
                 older.append(record)
-        if older and not self.options.rerun_stale:
-            corpora = {r.get("corpus") for r in older} - {self.corpus.name}
-            other = f" (from corpus {', '.join(repr(c) for c in sorted(map(str, corpora)))})" if corpora else ""
+        if (older or foreign) and not self.options.rerun_stale:
+            corpora = {str(self.latest[q.id].get("corpus")) for q in foreign}
+            other = f" (from corpus {', '.join(repr(c) for c in sorted(corpora))})" if corpora else ""
             raise CorpusChanged(
-                f"{len(older)} answers in {self.file.path} were made from another state of the corpus{other} "
-                f"(now {plan.state}): re-run with --rerun-stale to re-answer only the questions whose cited "
-                f"passages changed or disappeared (and keep the rest), or use another --out to answer all again")
+                f"{len(older) + len(foreign)} answers in {self.file.path} were made from another state of the "
+                f"corpus{other} (now {self.corpus.name!r} in state {plan.state}): re-run with --rerun-stale to "
+                "re-answer only the questions whose cited passages changed or disappeared (and keep the rest; "
+                "answers from another corpus are all asked again), or use another --out to answer all again")
+        plan.todo += [(q, "other corpus") for q in foreign]
+        if foreign:
+            self.loaded.needs_rewrite = True
         if older:
             plan.stale = stale_reasons(self.corpus, older)
             by_id = {q.id: q for q in self.questions}
@@ -186,9 +220,12 @@ class Batch:
                 self._run(plan, todo, processors, summary)
         finally:
             self.file.close()
-            if self.latest or self.file.path.exists():
-                self.file.rewrite(self._ordered())
-            self._write_reports(plan.state)
+            try:
+                if self.latest or self.file.path.exists():
+                    self.file.rewrite(self._ordered())
+                self._write_reports(plan.state)
+            finally:
+                self.lock.release()
             summary.outputs = [str(self.file.path)] + [str(p) for p in self.reports]
             summary.seconds = round(time.perf_counter() - started, 3)
         self.progress(BatchProgress.tally("done", len(todo), summary))
@@ -290,6 +327,7 @@ class Batch:
         started = time.perf_counter()
         recall = Recall(":memory:", scope)
         agent: Agent | None = None
+        trace = self._trace(question)
         try:
             if not shared:
                 store.delete_scope(scope)  # what a killed run may have left
@@ -301,7 +339,7 @@ class Batch:
             text = question.text
             if shared:
                 text = prompts.load("batch_shared_memory").format(question=question.text)
-            result: AnswerResult = agent.ask(text)
+            result: AnswerResult = agent.ask(text, trace=trace)
         except Exception as exc:  # a bug or an I/O failure: record it, go on with the others
             log.exception("question %s failed", question.id)
             return error_record(question, f"{type(exc).__name__}: {exc}",
@@ -311,6 +349,8 @@ class Batch:
                 with self._running_lock:
                     self._running.discard(agent)
             recall.close()
+            if trace is not None:
+                trace.close()
             if not shared:
                 try:
                     store.delete_scope(scope)
@@ -320,10 +360,21 @@ class Batch:
             return None
         return make_record(question, result, seconds=time.perf_counter() - started, **kw)
 
+    def _trace(self, question: Question) -> Trace | None:
+        """``--trace DIR``: the question's steps, in ``DIR/ID.jsonl`` (a retry starts it afresh)."""
+        folder = self.options.trace_dir
+        if folder is None:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_file_name(question.id)}.jsonl"
+        path.unlink(missing_ok=True)
+        return Trace(path)
+
     def _agent(self, processor: Processor, recall: Recall, scope: str) -> Agent:
-        s = self.settings
-        return Agent(processor, self.corpus, recall, window=s.context_window, model=s.model,
-                     max_steps=self.options.max_steps, page_size=s.page_size, notes_scope=scope)
+        from docmem.agent.session import agent_options
+
+        return Agent(processor, self.corpus, recall, max_steps=self.options.max_steps, notes_scope=scope,
+                     **agent_options(self.settings))
 
     def _halt(self) -> None:
         """Start no new question, and stop the running ones at their next step."""
@@ -340,6 +391,8 @@ class Batch:
         summary.tokens_out += int(record.get("tokens_out") or 0)
         if record["status"] == "answered":
             summary.answered += 1
+        elif record["status"] == "unverified":
+            summary.unverified += 1
         elif record["status"] == "abstained":
             summary.abstained += 1
         else:
@@ -375,9 +428,16 @@ class Batch:
             write_report(path, records, info)
 
 
+def _file_name(question_id: str) -> str:
+    """A question id as a safe file name (ids come from user files)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", question_id).strip("._") or "question"
+    return name[:80] if name == question_id else f"{name[:60]}-{hashlib.sha256(question_id.encode()).hexdigest()[:8]}"
+
+
 def _start_message(plan: Plan) -> str:
     parts = []
-    for why, label in (("new", "new"), ("retry", "failed before"), ("edited", "edited"), ("stale", "stale")):
+    for why, label in (("new", "new"), ("retry", "failed or unverified before"), ("edited", "edited"),
+                       ("stale", "stale"), ("other corpus", "answered over another corpus")):
         if n := plan.count(why):
             parts.append(f"{n} {label}")
     done = f"; {plan.skipped} already answered" if plan.skipped else ""

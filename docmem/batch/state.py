@@ -47,10 +47,12 @@ def stale_reasons(corpus: Corpus, records: Iterable[dict[str, Any]]) -> dict[str
     chunk id in place, so the record stays openable and is not asked again.
     """
     records = list(records)
+    scopes = {str(r["notes_scope"]) for r in records if r.get("notes_scope")}  # the batch's shared notes
     wanted = sorted({c["chunk_id"] for r in records for c in r.get("citations") or [] if c.get("chunk_id")})
-    current = {c.id: text_hash(c.text) for c in corpus.store.by_chunk_ids(wanted)} if wanted else {}
+    found = corpus.store.by_chunk_ids(wanted) if wanted else []
+    current = {c.id: text_hash(c.text) for c in found if any(c.visible_to(s) for s in scopes | {None})}
     moved = _moved_chunks(corpus, [c for r in records for c in r.get("citations") or []
-                                   if c.get("chunk_id") not in current])
+                                   if c.get("chunk_id") not in current], scopes)
     out: dict[str, list[str]] = {}
     for record in records:
         reasons = []
@@ -69,10 +71,12 @@ def stale_reasons(corpus: Corpus, records: Iterable[dict[str, Any]]) -> dict[str
     return out
 
 
-def _moved_chunks(corpus: Corpus, citations: list[dict[str, Any]]) -> dict[tuple[str, str], Chunk]:
-    """(file, text hash) -> the chunk of that file that now holds exactly that text."""
+def _moved_chunks(corpus: Corpus, citations: list[dict[str, Any]], scopes: set[str]) -> dict[tuple[str, str], Chunk]:
+    """(file, text hash) -> the chunk of that file that now holds exactly that text (never
+    another session's note)."""
     found: dict[tuple[str, str], Chunk] = {}
     for path in sorted({c["file"] for c in citations if c.get("file") and c.get("content_hash")}):
         for chunk in corpus.store.neighbours(path, 0, 2**31 - 1):
-            found.setdefault((path, text_hash(chunk.text)), chunk)
+            if any(chunk.visible_to(s) for s in scopes | {None}):
+                found.setdefault((path, text_hash(chunk.text)), chunk)
     return found

@@ -26,8 +26,9 @@ EXIT_INTERRUPTED = 130
 
 def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, jobs: int, rerun_stale: bool,
               share_memory: bool, stop_after_failures: int, max_steps: int, quiet: bool,
-              as_json: bool) -> int:
-    """Run the batch; the exit status: 0, 1 when a question failed, 130 when interrupted."""
+              as_json: bool, trace: Path | None = None, allow_unverified: bool = False) -> int:
+    """Run the batch; the exit status: 0, 1 when a question failed or (unless ``allow_unverified``)
+    has no verified citation, 130 when interrupted."""
     from docmem.agent.session import make_processor
     from docmem.api import connect
 
@@ -38,13 +39,15 @@ def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, job
         err.print(f"[yellow]{escape(warning)}[/yellow]")
     if note and not quiet:
         err.print(f"[dim]{escape(note)}[/dim]")
+    if trace is not None and trace.exists() and not trace.is_dir():
+        raise click.UsageError(f"--trace {trace}: with --questions, give a folder (one JSONL per question)")
     options = BatchOptions(jobs=jobs, max_steps=max_steps, share_memory=share_memory,
-                           rerun_stale=rerun_stale, max_consecutive_failures=stop_after_failures)
+                           rerun_stale=rerun_stale, max_consecutive_failures=stop_after_failures,
+                           allow_unverified=allow_unverified, trace_dir=trace)
     view = _View(err, quiet)
-    with connect(settings) as service:
-        corpus = service.open_corpus()
-        batch = Batch(corpus, settings, questions, answers, reports=reports, options=options,
-                      title=questions_file.name, progress=view)
+    with connect(settings) as service, Batch(service.open_corpus(), settings, questions, answers,
+                                             reports=reports, options=options, title=questions_file.name,
+                                             progress=view) as batch:
         if batch.loaded.dropped_tail and not quiet:
             err.print(f"[yellow]{answers}: dropped an incomplete last record (an interrupted write); "
                       "that question runs again[/yellow]")
@@ -59,7 +62,8 @@ def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, job
         _print_summary(summary)
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed or summary.aborted else 0
+    unverified = summary.unverified and not allow_unverified
+    return EXIT_FAILED if summary.failed or summary.aborted or unverified else 0
 
 
 def resolve_outputs(questions_file: Path, outs: list[Path]) -> tuple[Path, list[Path], str | None]:
@@ -160,8 +164,8 @@ class _View:
 
 def _tally(event: BatchProgress) -> str:
     tokens = event.tokens_in + event.tokens_out
-    return (f"[green]{event.answered} answered[/green] · {event.abstained} abstained · "
-            f"[red]{event.failed} failed[/red] · {_short(tokens)} tokens")
+    return (f"[green]{event.answered} answered[/green] · [yellow]{event.unverified} unverified[/yellow] · "
+            f"{event.abstained} abstained · [red]{event.failed} failed[/red] · {_short(tokens)} tokens")
 
 
 def _n(count: int, noun: str) -> str:
@@ -176,8 +180,9 @@ def _print_summary(s: BatchSummary) -> None:
     out = Console(soft_wrap=True, highlight=False)
     kept = [f"{s.skipped} already answered"] if s.skipped else []
     kept += [f"{s.rechecked} older still holding"] if s.rechecked else []
-    out.print(f"{s.questions} questions: ran {s.ran}: {s.answered} answered, {s.abstained} abstained, "
-              f"{s.failed} failed" + (f" (kept: {', '.join(kept)})" if kept else "")
+    unverified = f"{s.unverified} unverified, " if s.unverified else ""
+    out.print(f"{s.questions} questions: ran {s.ran}: {s.answered} answered, {unverified}"
+              f"{s.abstained} abstained, {s.failed} failed" + (f" (kept: {', '.join(kept)})" if kept else "")
               + f"; {s.tokens_in:,} tokens in, {s.tokens_out:,} out; {s.seconds:.1f} s")
     if s.stale:
         out.print(f"re-asked {len(s.stale)} stale: " + ", ".join(escape(i) for i in s.stale))
@@ -190,6 +195,10 @@ def _print_summary(s: BatchSummary) -> None:
         out.print(f"[yellow]{s.not_run} not asked yet: run the same command again to continue[/yellow]")
     elif s.failed:
         out.print("[yellow]run the same command again to retry the failed questions[/yellow]")
+    if s.unverified:
+        replies = "1 reply" if s.unverified == 1 else f"{s.unverified} replies"
+        out.print(f"[yellow]{replies} without a verified citation (status unverified): "
+                  "asked again on the next run unless --allow-unverified[/yellow]")
     out.print("wrote " + ", ".join(escape(p) for p in s.outputs))
 
 

@@ -21,6 +21,13 @@ def _setting(ctx: click.Context, param: click.Parameter, value: object) -> None:
         ctx.ensure_object(dict)[param.name] = value
 
 
+def tools_option(fn):  # type: ignore[no-untyped-def]
+    return click.option("--tools", "tools", type=click.Choice(["auto", "minimal", "full"]), default=None,
+                        help="Functions offered to the model: full, minimal (search, read, answer: about a "
+                             "quarter of the schema tokens, for small models), auto (minimal below a 6k "
+                             "window; the default; setting `tools`).")(fn)
+
+
 def llm_options(fn):  # type: ignore[no-untyped-def]
     fn = click.option("--tool-choice", type=click.Choice(["required", "auto"]), default=None,
                       expose_value=False, callback=_setting,
@@ -62,38 +69,47 @@ def llm_options(fn):  # type: ignore[no-untyped-def]
               help="Batch: stop after this many failed questions in a row (0: never).")
 @click.option("--session", default=None, help="Persist and resume memory under this name.")
 @click.option("--json", "as_json", is_flag=True, help="Structured result on stdout (batch: the run's summary).")
-@click.option("--trace", type=click.Path(path_type=Path), default=None, help="Write every step as JSONL.")
+@click.option("--trace", type=click.Path(path_type=Path), default=None,
+              help="Write every step as JSONL (batch: a folder, one FILE per question).")
+@click.option("--allow-unverified", is_flag=True,
+              help="Exit 0 even when a reply has no verified citation (status 'unverified').")
 @click.option("--max-steps", type=int, default=24, show_default=True, help="Step budget for one question.")
 @click.option("--quiet", "-q", is_flag=True, help="No live activity on stderr.")
+@tools_option
 @llm_options
 @qdrant_options
 @click.pass_context
 @user_errors
 def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_file: Path | None,
         outs: tuple[Path, ...], jobs: int, rerun_stale: bool, share_memory: bool, stop_after_failures: int,
-        session: str | None, as_json: bool, trace: Path | None, max_steps: int, quiet: bool,
-        model: str | None, base_url: str | None, api_key: str | None, context_window: int | None,
-        qdrant_url: str | None, qdrant_api_key: str | None) -> None:
+        session: str | None, as_json: bool, trace: Path | None, allow_unverified: bool, max_steps: int,
+        quiet: bool, model: str | None, base_url: str | None, api_key: str | None, context_window: int | None,
+        tools: str | None, qdrant_url: str | None, qdrant_api_key: str | None) -> None:
     """Answer QUESTION from a corpus, with verified citations.
 
     \b
     Batch: docmem ask --questions FILE [--out answers.jsonl --out answers.csv --out report.md]
     Re-running resumes: questions already answered for the same corpus state are skipped.
+
+    \b
+    Statuses: answered (verified citations), abstained (not in the corpus; lists what was
+    searched), unverified (a reply with no verified citation: exit 1 unless
+    --allow-unverified), error.
     """
     settings = settings_from(ctx, corpus=corpus, model=model, base_url=base_url, api_key=api_key,
-                             context_window=context_window, qdrant_url=qdrant_url,
+                             context_window=context_window, tools=tools, qdrant_url=qdrant_url,
                              qdrant_api_key=qdrant_api_key)
     if questions_file is not None:
         if question is not None:
             raise click.UsageError("give a QUESTION or --questions FILE, not both")
-        for flag, given in (("--session", session), ("--trace", trace)):
-            if given is not None:
-                raise click.UsageError(f"{flag} works with one QUESTION, not with --questions")
+        if session is not None:
+            raise click.UsageError("--session works with one QUESTION, not with --questions")
         from docmem.cli.ask_batch import ask_batch
 
         code = ask_batch(settings, questions_file, list(outs), jobs=jobs, rerun_stale=rerun_stale,
                          share_memory=share_memory, stop_after_failures=stop_after_failures,
-                         max_steps=max_steps, quiet=quiet, as_json=as_json)
+                         max_steps=max_steps, quiet=quiet, as_json=as_json, trace=trace,
+                         allow_unverified=allow_unverified)
         sys.exit(code)
     if question is None:
         raise click.UsageError("give a QUESTION, or --questions FILE for a batch")
@@ -133,7 +149,7 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
         click.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False))
     else:
         _print_result(result)
-    if result.status == "error":
+    if result.status == "error" or (result.status == "unverified" and not allow_unverified):
         sys.exit(1)
 
 
@@ -143,7 +159,9 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
         Console(stderr=True).print(f"[red]Error:[/red] {escape(result.error or 'unknown error')}")
         return
     out.print(escape(result.answer), highlight=False)
-    if result.error:
+    if result.status == "unverified":
+        out.print(f"[yellow]unverified: {escape(result.error or 'no citation was verified')}[/yellow]")
+    elif result.error:
         out.print(f"[yellow]{escape(result.error)}[/yellow]")
     if result.citations:
         out.print()

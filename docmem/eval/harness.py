@@ -157,7 +157,9 @@ class Outcome:
     """What one system produced on one question, with what it cost."""
 
     system: str
-    status: str  # answered | abstained | error | did_not_fit | ...
+    # docmem: answered (verified citations) | unverified (scored wrong) | abstained | error;
+    # the baseline, which cannot cite: answered | error | did_not_fit
+    status: str
     answer: str
     steps: int = 0
     calls: int = 0
@@ -317,7 +319,8 @@ class Harness:
         path, rel = self._trace_path(f"docmem-{name}")
         recall = Recall(":memory:", f"eval-{uuid.uuid4().hex[:8]}")
         agent = Agent(self.llm, corpus, recall, window=self.options.window, model=self.model,
-                      max_steps=self.options.max_steps, page_size=self.settings.page_size)
+                      max_steps=self.options.max_steps, page_size=self.settings.page_size,
+                      tools=self.settings.tools, note_tokens=self.settings.note_tokens)
         seen: list[str] = []
 
         def on_step(step: Any) -> None:

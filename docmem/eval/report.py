@@ -90,6 +90,7 @@ class Row:
     did_not_fit: int = 0
     errors: int = 0
     abstained: int = 0
+    unverified: int = 0  # docmem replies with no verified citation (scored wrong)
     has_retrieval: bool = False
 
     @property
@@ -110,7 +111,8 @@ class Row:
                 "tokens_in_per_answer": round(self.per(self.tokens_in), 1),
                 "tokens_out_per_answer": round(self.per(self.tokens_out), 1),
                 "steps_per_answer": round(self.per(self.steps), 2), "cost": round(self.cost, 6),
-                "errors": self.errors, "did_not_fit": self.did_not_fit, "abstained": self.abstained}
+                "errors": self.errors, "did_not_fit": self.did_not_fit, "abstained": self.abstained,
+                "unverified": self.unverified}
         if self.has_retrieval:
             data["gold_retrieved"] = round(self.retrieval.value, 4)
             data["answer_in_context"] = round(self.per(self.in_context), 4)
@@ -135,6 +137,7 @@ def summarize(runs: list[Run]) -> list[Row]:
             row.did_not_fit += r.get("status") == "did_not_fit"
             row.errors += r.get("status") == "error"
             row.abstained += r.get("status") == "abstained"
+            row.unverified += r.get("status") == "unverified"
             if "gold_retrieved" in r:
                 row.has_retrieval = True
                 row.retrieved += bool(r.get("gold_retrieved"))
@@ -191,6 +194,8 @@ def _notes(row: Row) -> str:
         notes.append(f"{row.errors} errors")
     if row.abstained:
         notes.append(f"{row.abstained} abstained")
+    if row.unverified:
+        notes.append(f"{row.unverified} unverified (no verified citation; scored wrong)")
     if row.cost:
         notes.append(f"${row.cost:.4f}")
     return "; ".join(notes)

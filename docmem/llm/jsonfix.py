@@ -9,19 +9,35 @@ double quote is escaped, an inner apostrophe makes it ambiguous and fails); trai
 before ``}`` or ``]``; raw newlines inside strings; missing closing braces/brackets at the
 very end (never when the text ends inside a string or after a comma); arguments
 double-encoded as a JSON string.
+
+``text_tool_calls`` reads a call a model wrote as text instead of as a tool call. It
+accepts only a message that is *wholly* a call: one JSON call object (or a list of them),
+bare, in one markdown fence, in ``<tool_call>`` tags or after a ``[TOOL_CALLS]`` /
+``<|python_tag|>`` marker, with nothing else around it. JSON inside prose or quoted text
+is never a call: a model quoting a passage that holds call-shaped JSON must not run it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["loads_lenient", "repair_json_arguments", "strip_fences"]
+__all__ = ["TextCall", "calls_in", "loads_lenient", "repair_json_arguments", "strip_fences", "text_tool_calls"]
 
 _FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$", re.S)
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 _CLOSERS = {"{": "}", "[": "]"}
+_LEADING_MARKER = re.compile(r"^\s*(?:\[TOOL_CALLS\]|<\|python_tag\|>)\s*")
+_TAG = re.compile(r"\s*<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
+_CALL_KEYS = {"name", "arguments", "parameters", "type", "id"}
+
+
+@dataclass(frozen=True)
+class TextCall:
+    name: str
+    arguments: str  # JSON text, as a real tool call carries it
 
 
 def repair_json_arguments(raw: str) -> dict[str, Any] | None:
@@ -138,3 +154,71 @@ def _fix_tokens(text: str) -> tuple[str, list[str], bool]:
             out.append(c)
             i += 1
     return "".join(out), stack, False
+
+
+# -- calls written as text ------------------------------------------------------------------
+
+
+def text_tool_calls(text: str | None) -> list[TextCall] | None:
+    """The calls a message consists of, or None when it is not wholly calls.
+
+    Names are not checked here: the agent runs known ones through the same validation as a
+    real call and answers an unknown one (``search``) with the names it has.
+    """
+    body = _LEADING_MARKER.sub("", (text or "").strip(), count=1).strip()
+    if not body:
+        return None
+    if body.startswith("<tool_call>"):
+        pieces, end = [], 0
+        for match in _TAG.finditer(body):
+            if match.start() != end:
+                return None
+            pieces.append(match.group(1).strip())
+            end = match.end()
+        if body[end:].strip():
+            return None
+    else:
+        fenced = strip_fences(body)
+        if fenced is body and body.startswith("```"):
+            return None  # an unclosed fence, or text after it
+        pieces = [fenced]
+    calls: list[TextCall] = []
+    for piece in pieces:
+        if not piece.startswith(("{", "[")):
+            return None
+        try:
+            value = loads_lenient(piece)
+        except ValueError:
+            return None
+        found = calls_in(value)
+        if not found:
+            return None
+        calls += found
+    return calls
+
+
+def calls_in(value: Any) -> list[TextCall]:
+    """One call object, a list of them, or {"tool_calls": [...]}; [] if anything is not a call."""
+    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+        value = value["tool_calls"]
+    items = value if isinstance(value, list) else [value]
+    calls = [_call_of(item) for item in items]
+    if not calls or not all(calls):
+        return []
+    return calls  # type: ignore[return-value]
+
+
+def _call_of(value: Any) -> TextCall | None:
+    if not isinstance(value, dict):
+        return None
+    if isinstance(value.get("function"), dict) and set(value) <= {"function", "type", "id"}:
+        value = value["function"]
+    name = value.get("name")
+    if not isinstance(name, str) or not name.strip() or set(value) - _CALL_KEYS:
+        return None
+    args = value.get("arguments", value.get("parameters", {}))
+    if isinstance(args, str):
+        return TextCall(name.strip(), args)
+    if isinstance(args, dict):
+        return TextCall(name.strip(), json.dumps(args, ensure_ascii=False))
+    return None

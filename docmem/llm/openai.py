@@ -24,18 +24,16 @@ import random
 import re
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import openai
 
 from docmem.llm.failures import Failure, classify, one_line, server_message
-from docmem.llm.jsonfix import loads_lenient
 from docmem.llm.replies import Malformed, StreamReader, completion_from_body, not_a_completion
-from docmem.protocols import Completion, LLMError, LLMNotConfigured, Message, ToolCall
+from docmem.protocols import Completion, LLMError, LLMNotConfigured, Message
 
-__all__ = ["OpenAIProcessor", "extract_inline_tool_calls", "from_settings", "options_from"]
+__all__ = ["OpenAIProcessor", "from_settings", "options_from"]
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +137,7 @@ class OpenAIProcessor:
                 self._give_up_or_wait(failure, exc, reader, request, on_text, attempt, started,
                                       timeouts, timeout)
                 continue
-            return _recover_inline_calls(completion, tools)
+            return completion  # a call written as text is the agent's to judge (agent/textcalls)
 
     def _give_up_or_wait(self, failure: Failure, exc: openai.APIError, reader: StreamReader,
                          request: dict[str, Any], on_text: Callable[[str], None] | None,
@@ -301,112 +299,3 @@ def from_settings(model: str | None, base_url: str | None, api_key: str | None,
     if not base_url and not api_key:
         raise LLMNotConfigured(NO_ENDPOINT)
     return OpenAIProcessor(model, base_url, api_key, **options)
-
-
-# -- inline tool calls (weak tool support in llama.cpp / Ollama models) -------------------
-
-_TAGGED = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
-_FENCED = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.S)
-_MARKERS = re.compile(r"\[TOOL_CALLS\]|<\|python_tag\|>|</?tool_call>")
-
-
-def extract_inline_tool_calls(text: str | None, tool_names: list[str] | set[str]
-                              ) -> list[ToolCall]:
-    """Tool calls a model wrote as JSON in its text, when the JSON names a known tool.
-
-    Recognized: ``{"name": ..., "arguments"|"parameters": {...}}`` (or a list of them, or
-    ``{"function": {...}}``), bare, in ```json fences, or in ``<tool_call>`` tags. Ids are
-    ``call_0``, ``call_1``, ...; arguments are kept as JSON text.
-    """
-    return _find_inline_calls(text or "", set(tool_names))[0]
-
-
-def _find_inline_calls(text: str, names: set[str]) -> tuple[list[ToolCall], str]:
-    found: list[tuple[str, str]] = []
-    spans: list[tuple[int, int]] = []
-    for pattern in (_TAGGED, _FENCED):
-        for match in pattern.finditer(text):
-            try:
-                value = loads_lenient(match.group(1).strip())
-            except ValueError:
-                continue
-            calls = _as_calls(value, names)
-            if calls:
-                found += calls
-                spans.append(match.span())
-        if found:
-            break
-    if not found:  # bare JSON in prose: strict JSON only, outermost objects only
-        decoder, i = json.JSONDecoder(), 0
-        while (i := _next_open(text, i)) >= 0:
-            try:
-                value, end = decoder.raw_decode(text, i)
-            except ValueError:
-                i += 1
-                continue
-            calls = _as_calls(value, names)
-            if calls:
-                found += calls
-                spans.append((i, end))
-            i = end
-    if not found:
-        return [], text
-    rest, last = [], 0
-    for start, end in spans:
-        rest.append(text[last:start])
-        last = end
-    rest.append(text[last:])
-    remainder = _MARKERS.sub("", "".join(rest)).strip()
-    calls = [ToolCall(id=f"call_{n}", name=name, arguments=args)
-             for n, (name, args) in enumerate(found)]
-    return calls, remainder
-
-
-def _next_open(text: str, start: int) -> int:
-    hits = [p for p in (text.find("{", start), text.find("[", start)) if p >= 0]
-    return min(hits) if hits else -1
-
-
-def _as_calls(value: Any, names: set[str]) -> list[tuple[str, str]]:
-    """[(name, arguments JSON)] if ``value`` is one call or a list of calls, else []."""
-    if isinstance(value, list):
-        calls = [_as_call(item, names) for item in value]
-        return calls if calls and all(calls) else []  # type: ignore[return-value]
-    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
-        return _as_calls(value["tool_calls"], names)
-    call = _as_call(value, names)
-    return [call] if call else []
-
-
-def _as_call(value: Any, names: set[str]) -> tuple[str, str] | None:
-    if not isinstance(value, dict):
-        return None
-    if isinstance(value.get("function"), dict):
-        value = value["function"]
-    name = value.get("name")
-    if not isinstance(name, str) or name not in names:
-        return None
-    args = value.get("arguments", value.get("parameters"))
-    if args is None:
-        if set(value) - {"name", "type", "id"}:
-            return None
-        args = {}
-    if isinstance(args, str):
-        return name, args
-    if isinstance(args, dict):
-        return name, json.dumps(args, ensure_ascii=False)
-    return None
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _recover_inline_calls(completion: Completion, tools: list[dict[str, Any]]) -> Completion:
-    if completion.tool_calls or not completion.text or not tools:
-        return completion
-    names = {t.get("function", {}).get("name") for t in tools} - {None}
-    calls, remainder = _find_inline_calls(completion.text, names)
-    if not calls:
-        return completion
-    log.info("recovered %d tool call(s) the model wrote as text", len(calls))
-    return replace(completion, text=remainder or None, tool_calls=calls)

@@ -414,6 +414,9 @@ class ChatApp(App[None]):
             self.notify(result.error or "error", title="The agent stopped", severity="error", markup=False)
         elif result.status == "interrupted":
             self.notice("Interrupted. The agent was told, and waits for your next message.", "warning")
+        elif result.status == "unverified":
+            self.notice("⚠ unverified: this reply cites no verified passage. Ask again for a cited answer.",
+                        "warning")
         elif result.status == "yielded" and not result.answer and not isinstance(
                 self.conversation.children[-1] if self.conversation.children else None, AgentText):
             self.notice("(The agent is waiting for your next message.)")
@@ -462,7 +465,9 @@ class ChatApp(App[None]):
         if ws is None or ws.corpus is None:
             self.notify("No corpus is open.", severity="warning")
             return
-        self.push_screen(SourceScreen(ws.corpus, view.result.citations, max(1, min(index, len(view.result.citations)))))
+        scope = ws.agent.state.notes_scope if ws.agent is not None else None
+        self.push_screen(SourceScreen(ws.corpus, view.result.citations,
+                                      max(1, min(index, len(view.result.citations))), notes_scope=scope))
 
     # -- actions ------------------------------------------------------------------------------
 

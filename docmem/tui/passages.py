@@ -131,10 +131,12 @@ def merge(chunks: list[Chunk]) -> tuple[str, dict[int, tuple[int, int]]]:
 class SourceReader:
     """The cited chunk in context; ``next()`` / ``previous()`` read on by page or section."""
 
-    def __init__(self, corpus: Corpus, citation: CitationResult) -> None:
+    def __init__(self, corpus: Corpus, citation: CitationResult, notes_scope: str | None = None) -> None:
+        """``notes_scope``: the session whose agent notes may be shown (others' never are)."""
         self.corpus = corpus
         self.citation = citation
-        found = corpus.store.by_chunk_ids([citation.chunk_id])
+        self.notes_scope = notes_scope
+        found = self._visible(corpus.store.by_chunk_ids([citation.chunk_id]))
         if not found:
             raise LookupError(f"chunk {citation.chunk_id} is not in corpus '{corpus.name}' "
                               "(was the answer given over another corpus, or the file re-ingested?)")
@@ -172,8 +174,11 @@ class SourceReader:
 
     # -- views ---------------------------------------------------------------------------
 
+    def _visible(self, chunks: list[Chunk]) -> list[Chunk]:
+        return [c for c in chunks if c.visible_to(self.notes_scope)]
+
     def _page(self, page: int) -> Passage:
-        chunks = self.corpus.store.on_page(self.anchor.path, page)
+        chunks = self._visible(self.corpus.store.on_page(self.anchor.path, page))
         label = f"page {page} of {self.pages}"
         if not chunks:
             self.current = Passage(self.anchor.path, label, f"(no text was extracted from page {page})",
@@ -183,7 +188,7 @@ class SourceReader:
 
     def _section(self, index: int, *, before: int, after: int) -> list[Chunk]:
         """Chunks around ``index`` that share its heading path, at most before/after of them."""
-        around = self.corpus.store.neighbours(self.anchor.path, max(0, index - before), index + after)
+        around = self._visible(self.corpus.store.neighbours(self.anchor.path, max(0, index - before), index + after))
         by_index = {c.index: c for c in around}
         centre = by_index.get(index)
         if centre is None:

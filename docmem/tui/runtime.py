@@ -19,7 +19,7 @@ from docmem.agent.functions import CitationResult
 from docmem.agent.loop import Agent, AnswerResult
 from docmem.agent.memory import Usage
 from docmem.agent.recall import Recall, SessionInfo
-from docmem.agent.session import recall_path
+from docmem.agent.session import agent_options, recall_path
 from docmem.config import Settings
 from docmem.protocols import LLMError, Message, Processor
 from docmem.api.ops import follow_job
@@ -126,10 +126,8 @@ class Workspace:
             self.agent.save()  # the new agent restores what the old one knew
         corpus = self.service.open_corpus(name, create=create)
         try:
-            agent = Agent(self.processor, corpus, self.recall,  # type: ignore[arg-type]
-                          window=self.settings.context_window,
-                          model=self.settings.model, max_steps=self.max_steps,
-                          page_size=self.settings.page_size, on_text=self._text)
+            agent = Agent(self.processor, corpus, self.recall, max_steps=self.max_steps,  # type: ignore[arg-type]
+                          on_text=self._text, **agent_options(self.settings))
         except BaseException:
             self.service.release(corpus.name)
             raise
@@ -183,7 +181,9 @@ class Workspace:
         turns = history_turns(self.recall.history(limit))
         cited = [c for t in turns if t.result for c in t.result.citations]
         if cited and self.corpus is not None:
-            chunks = {c.id: c for c in self.corpus.store.by_chunk_ids(sorted({c.chunk_id for c in cited}))}
+            scope = self.agent.state.notes_scope if self.agent is not None else None
+            chunks = {c.id: c for c in self.corpus.store.by_chunk_ids(sorted({c.chunk_id for c in cited}))
+                      if c.visible_to(scope)}
             for c in cited:
                 if c.chunk_id in chunks:
                     c.path, c.page = chunks[c.chunk_id].path, chunks[c.chunk_id].page

@@ -34,8 +34,10 @@ class SourceScreen(Screen[None]):
         Binding("left_square_bracket", "cite(-1)", "Prev cite"),
     ] + [Binding(str(k), f"goto({k})", show=False) for k in range(1, 10)]
 
-    def __init__(self, corpus: Corpus, citations: list[CitationResult], index: int) -> None:
+    def __init__(self, corpus: Corpus, citations: list[CitationResult], index: int,
+                 notes_scope: str | None = None) -> None:
         super().__init__(classes="source-screen")
+        self.notes_scope = notes_scope
         self.corpus = corpus
         self.citations = citations
         self.index = index
@@ -76,7 +78,7 @@ class SourceScreen(Screen[None]):
         self.index = number
         citation = self.citations[number - 1]
         try:
-            self.reader = SourceReader(self.corpus, citation)
+            self.reader = SourceReader(self.corpus, citation, self.notes_scope)
         except LookupError as exc:
             self.reader = None
             self.passage = None

@@ -1,0 +1,68 @@
+"""The compact tool set for small windows and small models, and a prompt prefix that stays
+the same from step to step (issue 10.2, the agent's part)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from docmem import prompts
+from docmem.agent.functions import TOOLS
+from docmem.agent.toolsets import MINIMAL, select
+from docmem.cli.main import cli
+from docmem.errors import DocmemError
+from docmem.tokens import TokenCounter
+from tests.agent_helpers import build_corpus, citing_server_policy
+from tests.fake_openai import FakeOpenAI
+
+
+def _tokens(tools: list) -> int:  # type: ignore[type-arg]
+    return TokenCounter("gpt-4o-mini").count(json.dumps([t.schema() for t in tools], separators=(",", ":")))
+
+
+def test_minimal_is_search_read_answer_in_about_a_quarter_of_the_tokens():
+    assert [t.name for t in MINIMAL] == ["archival_search", "open_document", "answer"]
+    full, small = _tokens(TOOLS), _tokens(MINIMAL)
+    assert small < full / 3, (full, small)  # measured: 1,168 vs 299 tokens (cl100k)
+    search = MINIMAL[0].schema()["function"]
+    assert search["parameters"]["properties"].keys() == {"query", "page"}  # no heartbeat to explain
+    assert MINIMAL[0].parse({"query": "q"}).request_heartbeat is True  # chaining needs no words
+    assert MINIMAL[1].schema()["function"]["parameters"]["required"] == ["chunk_id"]
+    assert select("auto", 4096)[0] == "minimal" and select("auto", 8192)[0] == "full"
+    assert select("full", 2048)[0] == "full" and select("minimal", 32000)[0] == "minimal"
+    with pytest.raises(DocmemError, match="unknown tool set 'tiny'"):
+        select("tiny", 8192)
+
+
+@pytest.fixture
+def corpus_root(settings, tmp_path: Path) -> Path:
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\nThe alpha valve opens at 3 bar."})
+    return tmp_path / "docs"
+
+
+def test_ask_and_batch_take_tools_minimal_and_the_prefix_never_changes(corpus_root, tmp_path):
+    qfile = tmp_path / "q.txt"
+    qfile.write_text("When does the alpha valve open?\n", encoding="utf-8")
+    with FakeOpenAI() as server:
+        server.policy = citing_server_policy
+        base = ["--model", server.model, "--base-url", server.url]
+        one = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", "--tools", "minimal", *base],
+                                 catch_exceptions=False)
+        asked = len(server.chat_requests)
+        batch = CliRunner().invoke(cli, ["ask", "--questions", str(qfile), "--tools", "minimal", *base],
+                                   catch_exceptions=False)
+        small = CliRunner().invoke(cli, ["ask", "When?", "--context-window", "4096", *base], catch_exceptions=False)
+        requests = server.chat_requests
+    assert one.exit_code == 0 and batch.exit_code == 0, (one.output, batch.output)
+    chats = [r for r in requests if r.get("tools")]
+    assert all([t["function"]["name"] for t in r["tools"]] == ["archival_search", "open_document", "answer"]
+               for r in chats)  # ask, batch, and auto in a 4k window
+    assert small.exit_code == 0, small.output
+    # The prefix is the same in every call: system text first, unchanged, then what changes.
+    assert {r["messages"][0]["content"] for r in chats} == {prompts.load("system_minimal")}
+    first, second = requests[0]["messages"], requests[1]["messages"]
+    assert second[:len(first)] == first  # step 2 only appends to step 1's prompt
+    assert asked == 2
