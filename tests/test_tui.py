@@ -488,3 +488,18 @@ def test_chat_against_the_fake_openai_server_streams_and_cites(pumps):
             assert server.chat_requests[0]["stream"] is True
 
         drive(app, body)
+
+
+def test_a_reply_citing_nothing_after_a_search_is_marked_unverified(pumps):
+    llm = ScriptedProcessor(call("archival_search", query="pump maintenance", request_heartbeat=True),
+                            text("The pumps are serviced weekly, I believe."))
+    app = make_app(pumps, processor=llm, session="s1", pick_session=False)
+
+    async def body(pilot):  # type: ignore[no-untyped-def]
+        await send(pilot, QUESTION)
+        await settle(app, pilot)
+        assert any("serviced weekly" in t.text for t in app.query(AgentText))
+        assert notices(app)[-1].startswith("⚠ unverified: this reply cites no verified passage")
+        assert not app.query(AnswerView)  # it is not shown as an answer
+
+    drive(app, body)

@@ -209,6 +209,7 @@ class Agent:
             yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started,
                           completion.tokens_cached)
             written = textcalls.recover(completion)  # a message that is wholly a call, as text
+            as_text = completion.text if written is not None else None
             if written is not None:
                 completion = written
             self._push(_assistant_message(completion, self.counter, self.reserve))
@@ -257,7 +258,7 @@ class Agent:
                                          "Use it, or do something different."), False, True
                     arguments = None
                 else:
-                    output, ok, wants, arguments = self._execute(call, as_text=written is not None)
+                    output, ok, wants, arguments = self._execute(call, as_text)
                 self._push_result(call, output)
                 yield CallStep(steps, call.name, arguments, output, ok)
                 heartbeat = heartbeat or wants or not ok
@@ -295,13 +296,14 @@ class Agent:
 
     # -- one function call -------------------------------------------------------------
 
-    def _execute(self, call: ToolCall, as_text: bool = False) -> tuple[str, bool, bool, dict[str, Any] | None]:
-        """(result text, ok, heartbeat requested, parsed arguments). ``as_text``: the model
-        wrote the call as text; it is validated like any other, and refused if copied."""
+    def _execute(self, call: ToolCall, as_text: str | None = None) -> tuple[str, bool, bool, dict[str, Any] | None]:
+        """(result text, ok, heartbeat requested, parsed arguments). ``as_text``: the text in
+        which the model wrote the call; it is validated like any other, and refused if copied."""
         tool = self.tools.get(call.name)
         if tool is None:
             return textcalls.unknown_function(call.name, self.tools), False, True, None
-        if (as_text or call.name in textcalls.WRITES) and textcalls.copied_from_results(call, self.ctx.queue):
+        if ((as_text is not None or call.name in textcalls.WRITES)
+                and textcalls.copied_from_results(call, self.ctx.queue, as_text)):
             return textcalls.COPIED, False, True, None
         try:
             arguments = json.loads(call.arguments or "{}")

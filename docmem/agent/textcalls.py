@@ -19,7 +19,7 @@ import json
 import uuid
 from typing import Any, Iterable
 
-from docmem.llm.jsonfix import TextCall, calls_in, text_tool_calls
+from docmem.llm.jsonfix import TextCall, calls_in, loads_lenient, strip_wrapping, text_tool_calls
 from docmem.protocols import Completion, Message, ToolCall
 
 WRITES = frozenset({"archival_insert", "working_context_append", "working_context_replace"})
@@ -49,18 +49,25 @@ def unknown_function(name: str, known: Iterable[str]) -> str:
     return f"FAILED: function {name!r} does not exist.{guess} Available: {', '.join(names)}"
 
 
-def copied_from_results(call: ToolCall, messages: Iterable[Message]) -> bool:
-    """Whether the same call (name and arguments, heartbeat aside) appears as JSON in a tool result."""
+def copied_from_results(call: ToolCall, messages: Iterable[Message], written: str | None = None) -> bool:
+    """Whether the same call (name and arguments, heartbeat aside) appears as a call in a tool
+    result, in any JSON-ish spelling; or ``written``, the text the model sent as its call,
+    appears there word for word."""
     target = _key(call.name, call.arguments)
-    if target is None:
-        return False
+    copy = _squeeze(strip_wrapping(written)) if written else ""
     for message in messages:
         if message.get("role") != "tool":
             continue
-        for found in _json_calls(message.get("content") or ""):
-            if _key(found.name, found.arguments) == target:
-                return True
+        content = message.get("content") or ""
+        if len(copy) >= 16 and copy in _squeeze(content):
+            return True
+        if target is not None and any(_key(f.name, f.arguments) == target for f in _json_calls(content)):
+            return True
     return False
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 def _key(name: str, arguments: str) -> tuple[str, str] | None:
@@ -75,12 +82,13 @@ def _key(name: str, arguments: str) -> tuple[str, str] | None:
 
 
 def _json_calls(text: str) -> list[TextCall]:
-    """Every call-shaped JSON value anywhere in ``text`` (strict JSON, outermost values)."""
+    """Every call-shaped value anywhere in ``text``: strict JSON, and the outermost balanced
+    braces read leniently (single quotes, Python literals), as the model's own text is."""
     decoder, out, i = json.JSONDecoder(), [], 0
     while True:
         starts = [p for p in (text.find("{", i), text.find("[", i)) if p >= 0]
         if not starts:
-            return out
+            break
         i = min(starts)
         try:
             value, end = decoder.raw_decode(text, i)
@@ -89,6 +97,28 @@ def _json_calls(text: str) -> list[TextCall]:
             continue
         out += calls_in(value) or _nested_calls(value)
         i = end
+    for start, end in _balanced(text):
+        try:
+            value = loads_lenient(text[start:end])
+        except ValueError:
+            continue
+        out += calls_in(value) or _nested_calls(value)
+    return out
+
+
+def _balanced(text: str) -> list[tuple[int, int]]:
+    """Spans of outermost ``{...}`` groups (braces counted, quotes ignored)."""
+    spans, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+            if depth == 0:
+                spans.append((start, i + 1))
+    return spans
 
 
 def _nested_calls(value: Any) -> list[TextCall]:

@@ -9,7 +9,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from docmem.errors import DocmemError
-from docmem.schema import ReadPage
+from docmem.schema import KIND_NOTE, Chunk, ReadPage
 
 if TYPE_CHECKING:
     from docmem.agent.loop import Step
@@ -22,16 +22,22 @@ DIRECTIONS = ("here", "next", "previous")
 
 
 def read_document(view: "CorpusView", *, chunk_id: str | None = None, path: str | None = None,
-                  page: int | None = None, direction: str = "here", count: int = 4) -> ReadPage:
+                  page: int | None = None, direction: str = "here", count: int = 4,
+                  notes_scope: str | None = None) -> ReadPage:
     """``count`` chunks of one document around an anchor: the anchor and what follows ("here"),
-    or what comes after / before it ("next" / "previous")."""
+    or what comes after / before it ("next" / "previous"). Agent notes are read only by their
+    own ``notes_scope`` (none by default), as search shows them."""
     if direction not in DIRECTIONS:
         raise DocmemError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
     if not 1 <= count <= 50:
         raise DocmemError("count must be between 1 and 50")
     store = view.store
+
+    def visible(chunks: list[Chunk]) -> list[Chunk]:
+        return [c for c in chunks if c.visible_to(notes_scope)]
+
     if chunk_id:
-        found = store.by_chunk_ids([chunk_id])
+        found = visible(store.by_chunk_ids([chunk_id]))
         if not found:
             raise DocmemError(f"no chunk {chunk_id} in corpus '{view.name}': use an id as search shows it")
         anchor = found[0]
@@ -39,7 +45,7 @@ def read_document(view: "CorpusView", *, chunk_id: str | None = None, path: str 
         record = view.manifest.get(path)
         if record is None:
             raise DocmemError(f"no file {path!r} in corpus '{view.name}'")
-        chunks = store.on_page(path, page) if page else store.neighbours(path, 0, 0)
+        chunks = visible(store.on_page(path, page) if page else store.neighbours(path, 0, 0))
         if not chunks:
             raise DocmemError(f"{path} has no text on page {page} (it has {record.pages} pages)" if page
                               else f"{path} has no text")
@@ -56,7 +62,9 @@ def read_document(view: "CorpusView", *, chunk_id: str | None = None, path: str 
         first, last = anchor.index, anchor.index + count - 1
     if last < first or first >= total:
         raise DocmemError(f"{anchor.path} has no chunk {direction} of {anchor.id} (it has {total} chunks)")
-    chunks = store.neighbours(anchor.path, first, last)
+    chunks = visible(store.neighbours(anchor.path, first, last))
+    if anchor.kind == KIND_NOTE:  # notes share one "document": a note is read alone
+        chunks = [c for c in chunks if c.id == anchor.id]
     if not chunks:
         raise DocmemError(f"{anchor.path} has no chunks {first + 1}-{last + 1}")
     return ReadPage(anchor.path, anchor.title, chunks, total,
@@ -77,15 +85,15 @@ def ask_steps(view: "CorpusView", settings: "Settings", question: str, *, sessio
     such a question stored die with it."""
     from docmem.agent.loop import Agent
     from docmem.agent.recall import Recall
-    from docmem.agent.session import make_processor, recall_path
+    from docmem.agent.session import agent_options, make_processor, recall_path
 
     if not question.strip():
         raise DocmemError("empty question")
     processor = processor or make_processor(settings)
     recall = Recall(recall_path(settings), session) if session else Recall(":memory:", f"ask-{uuid.uuid4().hex[:8]}")
     try:
-        agent = Agent(processor, view, recall, window=settings.context_window,  # type: ignore[arg-type]
-                      model=settings.model, max_steps=max_steps, page_size=settings.page_size, on_text=on_text)
+        agent = Agent(processor, view, recall, max_steps=max_steps, on_text=on_text,  # type: ignore[arg-type]
+                      **agent_options(settings))
         try:
             yield from agent.run(question)
         finally:

@@ -24,7 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TextCall", "calls_in", "loads_lenient", "repair_json_arguments", "strip_fences", "text_tool_calls"]
+__all__ = ["TextCall", "calls_in", "loads_lenient", "repair_json_arguments", "strip_fences", "strip_wrapping",
+           "text_tool_calls"]
 
 _FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$", re.S)
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
@@ -195,6 +196,13 @@ def text_tool_calls(text: str | None) -> list[TextCall] | None:
             return None
         calls += found
     return calls
+
+
+def strip_wrapping(text: str) -> str:
+    """A text call without its marker, fence or tags: the JSON the model wrote."""
+    body = _LEADING_MARKER.sub("", text.strip(), count=1).strip()
+    body = re.sub(r"</?tool_call>", " ", body)
+    return strip_fences(body).strip()
 
 
 def calls_in(value: Any) -> list[TextCall]:
