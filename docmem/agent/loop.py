@@ -227,8 +227,9 @@ class Agent:
                     continue
                 if chat:  # a conversational reply; after a search it is an answer that cites nothing
                     yield MessageStep(text_reply)
-                    status = "unverified" if self.state.searches else "yielded"
-                    result = self._result(status, text_reply, steps, tokens_at_start)
+                    searched = bool(self.state.searches)
+                    result = self._result("unverified" if searched else "yielded", text_reply, steps, tokens_at_start,
+                                          error="the reply cites nothing; no citation was verified" if searched else None)
                     break
                 nudges += 1
                 if nudges > PLAIN_TEXT_NUDGES:
@@ -241,8 +242,9 @@ class Agent:
 
             heartbeat = False
             for call in completion.tool_calls:
-                if self.state.final is not None:
-                    self._push_result(call, "Skipped: the answer was already given.")
+                if self.state.final is not None or result is not None:  # every call gets its result
+                    self._push_result(call, "Skipped: the answer was already given." if result is None
+                                      else "Skipped: the chain was stopped.")
                     continue
                 key = (call.name, _canonical(call.arguments))
                 repeats = repeats + 1 if key == last_call else 1
@@ -252,7 +254,7 @@ class Agent:
                     result = self._result("error", "", steps, tokens_at_start, error=(
                         f"stopped: the model repeated the same call {call.name}({call.arguments}) "
                         f"{repeats} times"))
-                    break
+                    continue
                 if repeats == 2:
                     output, ok, wants = ("FAILED: you just made this exact call; its result is above. "
                                          "Use it, or do something different."), False, True
