@@ -14,6 +14,7 @@ said so.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import uuid
@@ -36,7 +37,7 @@ def recover(completion: Completion) -> Completion | None:
     if not found:
         return None
     calls = [ToolCall(f"call_{uuid.uuid4().hex[:12]}", c.name, c.arguments) for c in found]
-    return Completion(None, calls, "tool_calls", completion.tokens_in, completion.tokens_out)
+    return dataclasses.replace(completion, text=None, tool_calls=calls, finish_reason="tool_calls")
 
 
 def unknown_function(name: str, known: Iterable[str]) -> str:
