@@ -66,3 +66,31 @@ def test_ask_and_batch_take_tools_minimal_and_the_prefix_never_changes(corpus_ro
     first, second = requests[0]["messages"], requests[1]["messages"]
     assert second[:len(first)] == first  # step 2 only appends to step 1's prompt
     assert asked == 2
+
+
+def test_a_working_context_edit_keeps_the_system_and_tools_cached(corpus_root):
+    """With a server that caches the longest common prompt prefix (the fake emulates
+    llama.cpp's), an edit of the working context re-reads only what follows the tools."""
+    from docmem.agent.loop import Agent, LLMStep
+    from docmem.agent.recall import Recall
+    from docmem.config import load_settings
+    from docmem.llm.openai import OpenAIProcessor
+    from docmem.store.corpus import open_corpus
+    from tests.fake_openai import estimate_tokens
+
+    with FakeOpenAI(prompt_cache=True) as server:
+        server.enqueue({"tool_calls": [{"name": "working_context_append",
+                                        "arguments": {"text": "Task: valve pressure", "request_heartbeat": True}}]},
+                       {"tool_calls": [{"name": "archival_search",
+                                        "arguments": {"query": "alpha valve", "request_heartbeat": True}}]},
+                       {"tool_calls": [{"name": "answer", "arguments": {"text": "No.", "not_found": True}}]})
+        corpus = open_corpus(load_settings())
+        agent = Agent(OpenAIProcessor(server.model, server.url, None, max_retries=0), corpus,
+                      Recall(":memory:", "c"), window=8192, tools="full")
+        steps = [s for s in agent.run("When does the alpha valve open?") if isinstance(s, LLMStep)]
+        corpus.close()
+        first = server.chat_requests[0]
+    fixed = estimate_tokens(json.dumps([first["messages"][:1], first["tools"]]))
+    assert steps[0].tokens_cached == 0
+    assert steps[1].tokens_cached >= fixed  # the edit did not invalidate system + tools
+    assert steps[2].tokens_cached > steps[1].tokens_in * 0.9  # no edit: all but the new messages

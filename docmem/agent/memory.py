@@ -74,19 +74,17 @@ class MainContext:
         """Working context, then the summary of evicted messages: what changes between steps."""
         used = counter.count_cached(self.working)
         text = f"[memory]\n## Working context ({used}/{self.working_budget} tokens)\n{self.working or '(empty)'}"
-        if self.summary:
-            total = self.hidden + len(self.queue)
-            text += (f"\n\n## Summary: {self.hidden} of {total} earlier messages are hidden (evicted to "
-                     f"recall storage; conversation_search reads them)\n{self.summary}")
+        if self.summary:  # no count that changes every step here: this message is a cached prefix
+            text += (f"\n\n## Summary: {self.hidden} earlier messages are hidden (evicted to recall "
+                     f"storage; conversation_search reads them)\n{self.summary}")
         return {"role": "user", "content": text}
 
     def summary_message(self) -> Message | None:
         """The summary part of the memory message, measured on its own (None when empty)."""
         if not self.summary:
             return None
-        total = self.hidden + len(self.queue)
         return {"role": "user", "content": (
-            f"## Summary: {self.hidden} of {total} earlier messages are hidden (evicted to recall storage; "
+            f"## Summary: {self.hidden} earlier messages are hidden (evicted to recall storage; "
             f"conversation_search reads them)\n{self.summary}")}
 
     def messages(self, counter: TokenCounter) -> list[Message]:

@@ -126,7 +126,8 @@ def build_server(service: Any, settings: Settings, *, allow_ingest: bool = False
         corpus: Corpus = None,
     ) -> dict[str, Any]:
         """Have docmem's own agent research a question in the corpus (it pages through search
-        results and documents) and answer it. Returns the answer, its status ("answered",
+        results and documents) and answer it. Returns the answer, its status ("answered" with
+        verified citations, "unverified" when the model replied citing nothing verifiable,
         "abstained" when the corpus does not contain it, or "error"), and citations whose quotes
         were verified against the cited chunks. Slower than `search` (several LLM calls)."""
         from docmem.agent.loop import FinalStep
