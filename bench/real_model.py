@@ -154,7 +154,11 @@ def env() -> dict[str, str]:
 
 def ensure_corpus() -> None:
     """Incremental: unchanged files are skipped, so a cached corpus costs a few seconds."""
-    run(docmem_cmd("ingest", "-c", CORPUS, str(SAMPLE), "--json"), env=env(), stdout=subprocess.DEVNULL)
+    cmd = docmem_cmd("ingest", "-c", CORPUS, str(SAMPLE.resolve()), "--json")
+    log("$ " + " ".join(cmd))
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"ingest failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
 
 
 # -- 4. the server -----------------------------------------------------------------------------
@@ -393,10 +397,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--port", type=int, default=18181)
     p.add_argument("--question-timeout", type=float, default=1800, help="seconds before one question is killed")
+    p.add_argument("--max-tokens", type=int, default=320,
+                   help="docmem --max-tokens: a call or an answer fits in ~200; the default reserve (1/8 of the "
+                        "window) lets a small model ramble for minutes per step")
+    p.add_argument("--timeout", type=float, default=300,
+                   help="docmem --timeout (silence): llama-server sends nothing while it evaluates a prompt, "
+                        "and a cold ~2k-token prompt took 60-90 s here")
     p.add_argument("--docmem-arg", action="append", default=[], help="extra argument for docmem ask (repeatable)")
     p.add_argument("--out", help="results name in bench/out/ (default: real_model-MODEL[-TAGS])")
     args = p.parse_args()
-    args.extra = [*(["--tools", args.tools] if args.tools else []), *args.docmem_arg]
+    args.extra = [*(["--tools", args.tools] if args.tools else []), "--max-tokens", str(args.max_tokens),
+                  "--timeout", str(args.timeout), "--allow-unverified", *args.docmem_arg]
     spec = MODELS[args.model]
     tags = [args.model, *([f"tools-{args.tools}"] if args.tools else []),
             *(["nocache"] if args.no_prefix_cache else []), *([f"limit{args.limit}"] if args.limit else [])]
