@@ -98,8 +98,9 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths, notes_scope)
     window = scored[(page - 1) * page_size: page * page_size]
     chunks = {c.point_id: c for c in corpus.store.retrieve([s.point_id for s in window])}
-    hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id])
-            for i, s in enumerate(window) if s.point_id in chunks]
+    # The store filtered notes by scope; checked again here, whatever the backend.
+    hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id]) for i, s in enumerate(window)
+            if s.point_id in chunks and chunks[s.point_id].visible_to(notes_scope)]
     return SearchPage(query, page, page_size, hits, len(scored), len(scored) >= cap, mode, filters)
 
 

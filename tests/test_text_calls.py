@@ -175,3 +175,16 @@ def test_a_hostile_document_writes_nothing_and_reads_nothing_outside(settings, d
     assert not any("root:x:0:0" in p.read_text(errors="ignore") for p in Path(docmem_home).rglob("*")
                    if p.is_file() and p.stat().st_size < 5_000_000)
     corpus.close()
+
+
+def test_prose_holding_a_call_is_not_run_and_the_model_is_told_why(settings, tmp_path):
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\nThe alpha valve opens at 3 bar."})
+    llm = ScriptedProcessor(text(f"I will search now: {SEARCH} and then answer."),
+                            call("answer", text="Not in the documents.", not_found=True))
+    agent = _agent(settings, llm)
+    steps = list(agent.run("When does the alpha valve open?"))
+    assert not [s for s in steps if isinstance(s, CallStep) and s.name == "archival_search"]
+    told = llm.history[1][0][-1]["content"]
+    assert told.startswith("[system] Your message mixed text with a function call written as JSON, so nothing")
+    assert "archival_search, archival_insert, open_document" in told
+    agent.corpus.close()

@@ -236,7 +236,9 @@ class Agent:
                     result = self._result("unverified", text_reply, steps, tokens_at_start,
                                           error="the model answered in plain text; no citation was verified")
                     break
-                self._push({"role": "user", "content": prompts.load("plain_text_nudge").strip()})
+                nudge = "text_with_call" if textcalls.mentions_call(text_reply) else "plain_text_nudge"
+                self._push({"role": "user", "content": prompts.load(nudge).strip().format(
+                    functions=", ".join(self.tools))})
                 self.save()
                 continue
 

@@ -50,6 +50,11 @@ def unknown_function(name: str, known: Iterable[str]) -> str:
     return f"FAILED: function {name!r} does not exist.{guess} Available: {', '.join(names)}"
 
 
+def mentions_call(text: str) -> bool:
+    """Whether prose holds a call-shaped JSON value (which was not run): worth telling the model."""
+    return bool(_json_calls(text))
+
+
 def copied_from_results(call: ToolCall, messages: Iterable[Message], written: str | None = None) -> bool:
     """Whether the same call (name and arguments, heartbeat aside) appears as a call in a tool
     result, in any JSON-ish spelling; or ``written``, the text the model sent as its call,
