@@ -188,3 +188,22 @@ def test_prose_holding_a_call_is_not_run_and_the_model_is_told_why(settings, tmp
     assert told.startswith("[system] Your message mixed text with a function call written as JSON, so nothing")
     assert "archival_search, archival_insert, open_document" in told
     agent.corpus.close()
+
+
+def test_what_small_models_send_is_read_kindly_but_not_guessed(settings, tmp_path):
+    """From bench/real_model_findings.md: a fence cut off at max_tokens, a stray "type": "object"
+    copied from the schema, and a parameter's description sent as its value."""
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\nThe alpha valve opens at 3 bar."})
+    description = "The final answer, with [1], [2] ... markers for the citations."
+    llm = ScriptedProcessor(
+        text('```json\n{"name": "archival_search", "arguments": {"query": "alpha valve", "type": "object"}}\n'),
+        call("answer", text=description, not_found=True),
+        call("answer", text="Not in the documents.", not_found=True))
+    agent = _agent(settings, llm)
+    calls = [s for s in agent.run("When does the alpha valve open?") if isinstance(s, CallStep)]
+    assert [(c.name, c.ok) for c in calls] == [("archival_search", True), ("answer", False), ("answer", True)]
+    assert calls[0].result.startswith('Showing results 1-1 of 1 (page 1 of 1) for "alpha valve"')
+    assert calls[1].result == ("FAILED: bad arguments for answer: text: that is the parameter's description, "
+                               "not a value; write your own")
+    assert text_tool_calls("```json\nI think the call is {...}") is None  # prose after a cut fence
+    agent.corpus.close()

@@ -321,6 +321,8 @@ class Agent:
             parsed = tool.parse(arguments)
         except ValidationError as exc:
             return f"FAILED: bad arguments for {call.name}: {error_text(exc)}", False, True, arguments
+        except ToolError as exc:
+            return f"FAILED: bad arguments for {call.name}: {exc}", False, True, arguments
         values = {k: getattr(parsed, k) for k in type(parsed).model_fields if k != HEARTBEAT}
         heartbeat = bool(getattr(parsed, HEARTBEAT, False))
         self.state.room = self._room()

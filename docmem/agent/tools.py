@@ -17,6 +17,8 @@ from typing import Any, Callable, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 HEARTBEAT = "request_heartbeat"
+SCHEMA_WORDS = frozenset({"type", "title", "description", "properties", "required", "$schema",
+                          "additionalProperties"})
 _HEARTBEAT_FIELD = (bool, Field(False, description="true: continue right after the result; false: yield to the user"))
 
 
@@ -41,6 +43,15 @@ class Tool:
                 "function": {"name": self.name, "description": self.description, "parameters": parameters}}
 
     def parse(self, arguments: dict[str, Any]) -> BaseModel:
+        """Validate; keys that are JSON-schema words (``"type": "object"``, which small models
+        copy from the schema) are dropped when no parameter has that name, and a value that is
+        the parameter's own description is refused as not a value."""
+        fields = self.model.model_fields
+        arguments = {k: v for k, v in arguments.items() if k in fields or k not in SCHEMA_WORDS}
+        for name, value in arguments.items():
+            described = fields[name].description if name in fields else None
+            if isinstance(value, str) and described and _same(value, described):
+                raise ToolError(f"{name}: that is the parameter's description, not a value; write your own")
         return self.model.model_validate(arguments)
 
 
@@ -119,6 +130,10 @@ def _clean(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return walk(schema)
+
+
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold().rstrip(".") == " ".join(b.split()).casefold().rstrip(".")
 
 
 def error_text(exc: ValidationError) -> str:

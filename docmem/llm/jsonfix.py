@@ -180,8 +180,11 @@ def text_tool_calls(text: str | None) -> list[TextCall] | None:
             return None
     else:
         fenced = strip_fences(body)
-        if fenced is body and body.startswith("```"):
-            return None  # an unclosed fence, or text after it
+        if fenced is body and body.startswith("```"):  # no closing fence: a reply cut at max_tokens
+            first_line, _, rest = body.partition("\n")
+            if "```" in rest or not re.fullmatch(r"```[\w-]*\s*", first_line):
+                return None  # text after the fence, or prose on its first line
+            fenced = rest.strip()
         pieces = [fenced]
     calls: list[TextCall] = []
     for piece in pieces:
