@@ -13,6 +13,7 @@ def main() -> None:
     corpus = sys.argv[1] if len(sys.argv) > 1 else None
     with connect(corpus=corpus) as service:
         service.open_corpus(create=True, embedder="none")
+        service.wait_serving()
         print(f"ready {type(service.route()).__name__}", flush=True)
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")

@@ -79,6 +79,7 @@ def test_a_killed_owner_is_replaced(held, settings):
         held.wait(10)
         assert client.search("lighthouse").hits[0].chunk.path == "a.txt"  # it became the owner
         assert isinstance(client.route(), LocalService)
+        client.wait_serving()
         assert read_owner(settings, "default")["pid"] == os.getpid()
 
 
@@ -127,3 +128,42 @@ def test_serve_on_tcp_wants_the_token(tmp_path, settings):
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     assert not (settings.home / "docmem.sock").exists()
+
+
+def test_an_ingest_whose_owner_is_killed_resumes_on_the_next_owner(held, tmp_path, settings):
+    """The client's job is resubmitted when its owner dies mid-ingest; nothing is lost or doubled."""
+    from docmem.schema import JOB_QUEUED
+
+    files = {f"f{n:03d}.txt": f"Note {n}\n\nThe buoy number {n} is painted red and white." for n in range(150)}
+    tree = write_tree(tmp_path / "many", files)
+    with connect(settings) as client:
+        job = client.ingest([tree], options=IngestOptions(workers=1))
+        events = []
+        for event in job.events():
+            events.append(event)
+            if event.kind == JOB_PROGRESS and event.progress["stage"] == "extract" and event.progress["done"] >= 3 \
+                    and held.poll() is None:
+                held.send_signal(signal.SIGKILL)
+                held.wait(10)
+        assert held.returncode == -signal.SIGKILL
+        assert any(e.kind == JOB_QUEUED and e.error and "resuming" in e.error for e in events)
+        assert events[-1].kind == JOB_DONE
+        assert isinstance(client.route(), LocalService)  # the client became the owner
+        view = client.open_corpus()
+        files_ok, failed, chunks = view.manifest.totals()
+        assert (files_ok, failed) == (151, 0) and view.store.count() == chunks == 151
+        assert client.search("buoy number 149").hits[0].chunk.path == "f149.txt"
+
+
+def test_a_corpus_held_elsewhere_is_reached_there_even_with_serve_running(held, settings):
+    proc = subprocess.Popen([sys.executable, "-m", "docmem.cli", "serve"], cwd=ROOT, env=_env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr and "socket" in proc.stderr.readline()
+        with connect(settings) as client:
+            route = client.route()
+            assert isinstance(route, RemoteService) and route.address == read_owner(settings, "default")["socket"]
+            assert client.search("lighthouse").hits[0].chunk.path == "a.txt"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)

@@ -122,7 +122,7 @@ class LocalService:
         """Queue an ingest behind the corpus's running one (if any); watch it with ``events()``."""
         ops.check_paths(paths)
         opened = self.open_corpus(corpus, create=True, embedder=options.embedder)
-        absolute = [Path(p).absolute() for p in paths]
+        absolute = [Path(p).expanduser().absolute() for p in paths]
         return self.jobs.submit(opened.name, lambda emit: self._run_ingest(opened, absolute, options, emit),
                                 owner_pid=client_pid)
 

@@ -74,7 +74,7 @@ def read_document(view: "CorpusView", *, chunk_id: str | None = None, path: str 
 
 def check_paths(paths: "Sequence[os.PathLike[str] | str]") -> None:
     """Refuse an ingest of nothing before any corpus is made for it."""
-    if not any(os.path.lexists(p) for p in paths):
+    if not any(os.path.lexists(os.path.expanduser(p)) for p in paths):
         raise DocmemError(f"no such file or directory: {', '.join(str(p) for p in paths)}")
 
 

@@ -160,6 +160,7 @@ class Docmem:
         self.server: Any = None  # docmem.server.run.OwnerServer, started with the first corpus owned
         self._routes: dict[str, RemoteService] = {}
         self._lock = threading.Lock()
+        self._starting: list[threading.Thread] = []
 
     # -- ownership --------------------------------------------------------------------------
 
@@ -177,15 +178,30 @@ class Docmem:
             return self.server
 
     def _owned(self, corpus: Corpus) -> None:
+        """Serve a corpus this process just came to own. In the background: importing and starting
+        the server (~0.25 s) would otherwise delay every command that finds its corpus free; a
+        client arriving meanwhile waits for the record (lock held, no answer yet)."""
         if not self.serve:
             return
-        try:
-            self.start_serving()
-        except (DocmemError, OSError) as exc:
-            log.warning("cannot serve corpus '%s' to other processes: %s", corpus.name, exc)
-            return
-        _write_private(owner_record(self.settings, corpus.name),
-                       json.dumps({"pid": os.getpid(), "socket": str(self.server.socket_path)}))
+
+        def start() -> None:
+            try:
+                server = self.start_serving()
+            except (DocmemError, OSError) as exc:
+                log.warning("cannot serve corpus '%s' to other processes: %s", corpus.name, exc)
+                return
+            if self.local.owns(corpus.name):
+                _write_private(owner_record(self.settings, corpus.name),
+                               json.dumps({"pid": os.getpid(), "socket": str(server.socket_path)}))
+
+        thread = threading.Thread(target=start, name=f"docmem-serve-{corpus.name}", daemon=True)
+        self._starting.append(thread)
+        thread.start()
+
+    def wait_serving(self) -> None:
+        """Until the corpora this process owns are served (their owner records written)."""
+        for thread in list(self._starting):
+            thread.join()
 
     def _disowned(self, name: str) -> None:
         record = read_owner(self.settings, name)
@@ -201,23 +217,26 @@ class Docmem:
         if name in self._routes:
             return self._routes[name]
         serve_socket = self.settings.home / "docmem.sock"
-        if self.server is None and serve_socket.exists() and socket_answers(str(serve_socket)):
-            remote = RemoteService(self.settings, str(serve_socket))  # `docmem serve` is up: use it
-            self._routes[name] = remote
-            return remote
         deadline = time.monotonic() + self.wait
         while True:
+            record = read_owner(self.settings, name)
+            if record and record["pid"] != os.getpid() and pid_alive(int(record["pid"])) \
+                    and socket_answers(str(record["socket"])):
+                address = str(record["socket"])  # the corpus's owner
+            elif self.server is None and serve_socket.exists() and socket_answers(str(serve_socket)):
+                address = str(serve_socket)  # `docmem serve` is up: it will own the corpus
+            else:
+                address = None
+            if address is not None:
+                remote = RemoteService(self.settings, address)
+                self._routes[name] = remote
+                return remote
             try:
                 self.local.open_corpus(name, create=create, embedder=embedder)
                 return self.local
             except CorpusInUse as exc:
-                record = read_owner(self.settings, name)
-                if record and record["pid"] != os.getpid() and pid_alive(int(record["pid"])) \
-                        and socket_answers(str(record["socket"])):
-                    remote = RemoteService(self.settings, str(record["socket"]))
-                    self._routes[name] = remote
-                    return remote
                 if time.monotonic() > deadline:
+                    record = read_owner(self.settings, name)
                     holder = f"PID {record['pid']}" if record else "a process that does not serve it"
                     raise CorpusInUse(f"{exc} ({holder} did not answer on its socket within "
                                       f"{self.wait:.0f} s; is it stopped or an older docmem?)") from None
@@ -289,6 +308,7 @@ class Docmem:
     def close(self) -> None:
         """Stop being the owner: no new clients, queued jobs finished, in-flight requests
         answered, then the corpora closed and their locks released."""
+        self.wait_serving()
         for name in list(self.local._corpora):
             self._disowned(name)
         self.local.jobs.wait_idle()

@@ -201,7 +201,7 @@ class RemoteService:
     def ingest(self, paths: Sequence[Path], *, corpus: str | None = None,
                options: IngestOptions = IngestOptions()) -> RemoteJob:
         ops.check_paths(paths)
-        body = {"paths": [str(Path(p).absolute()) for p in paths], "options": options.as_dict(),
+        body = {"paths": [str(Path(p).expanduser().absolute()) for p in paths], "options": options.as_dict(),
                 "client_pid": os.getpid()}
         return RemoteJob(self, self.post(f"/v1/corpora/{self._name(corpus)}/ingest", body)["job"])
 

@@ -61,6 +61,9 @@ def chat(ctx: click.Context, corpus: str | None, session: str | None, new_sessio
         finally:
             if not app.idle.is_set():
                 click.echo("Waiting for the agent's current step to end…", err=True)
+            if app.workspace is not None and (queued := app.workspace.service.local.jobs.busy()):
+                click.echo(f"Finishing {len(queued)} ingest job(s) that other docmem processes sent to this "
+                           "chat (it owns the corpus)…", err=True)
             app.close_workspace()
     if app.workspace_session:
         click.echo(f"Session saved. Resume with: docmem chat --session {app.workspace_session}")
