@@ -167,3 +167,14 @@ def test_a_corpus_held_elsewhere_is_reached_there_even_with_serve_running(held, 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_deleting_a_corpus_a_chat_works_on_is_refused_in_one_line(held, settings):
+    from click.testing import CliRunner
+
+    from docmem.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["corpora", "--delete", "default"])
+    assert result.exit_code == 1 and f"open in PID {held.pid}" in result.output
+    assert result.output.count("\n") == 1
+    assert _say(held, "search lighthouse") == "hit a.txt"  # the holder never noticed

@@ -270,12 +270,14 @@ class Docmem:
 
     def open_corpus(self, name: str | None = None, *, create: bool = False, embedder: str | None = None) -> Any:
         name = name or self.settings.corpus
-        backend = self.route(name, create=create, embedder=embedder)
-        if isinstance(backend, LocalService):
-            return backend.open_corpus(name, create=create, embedder=embedder)
-        view = backend.open_corpus(name, embedder=embedder)
-        view.rebind = self._rebind(name)
-        return view
+
+        def view_of(backend: LocalService | RemoteService) -> Any:
+            if isinstance(backend, LocalService):
+                return backend.open_corpus(name, create=create, embedder=embedder)
+            view = backend.open_corpus(name, embedder=embedder)
+            view.rebind = self._rebind(name)
+            return view
+        return self._do(name, view_of, create=create, embedder=embedder)
 
     def release(self, name: str) -> None:
         self._routes.pop(name, None)

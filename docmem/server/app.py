@@ -136,7 +136,11 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
         return {"cancelled": job is not None}
 
     def delete(request: Request, body: dict[str, Any]) -> Any:
-        service.delete_corpus(request.path_params["name"])
+        name = request.path_params["name"]
+        if not open_on_demand:  # a chat or an ingest is working on it: deleting would pull it from under them
+            raise errors.CorpusInUse(f"corpus '{name}' is open in PID {os.getpid()}, which is working on it: "
+                                     "close that docmem first, then delete it")
+        service.delete_corpus(name)
         return {"deleted": request.path_params["name"]}
 
     routes: list[Any] = [
