@@ -178,3 +178,18 @@ def test_deleting_a_corpus_a_chat_works_on_is_refused_in_one_line(held, settings
     assert result.exit_code == 1 and f"open in PID {held.pid}" in result.output
     assert result.output.count("\n") == 1
     assert _say(held, "search lighthouse") == "hit a.txt"  # the holder never noticed
+
+
+def test_a_client_killed_mid_request_leaves_the_owner_serving(held, settings):
+    loop = ("from docmem.api import connect\n"
+            "with connect() as s:\n"
+            "    print('go', flush=True)\n"
+            "    while True:\n"
+            "        s.search('lighthouse keeper')\n")
+    client = subprocess.Popen([sys.executable, "-c", loop], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    assert client.stdout and client.stdout.readline().strip() == "go"
+    client.send_signal(signal.SIGKILL)
+    client.wait(10)
+    with connect(settings) as other:
+        assert all(other.search("lighthouse").hits for _ in range(20))
+    assert _say(held, "search lighthouse keeper") == "hit a.txt"
