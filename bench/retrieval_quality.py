@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CACHE, SAMPLE, Timer, log, machine, table, write_json  # noqa: E402
+import _paraphrase  # noqa: E402
 
 DATA = Path("/work/shared/data")
 NQ = DATA / "nq-open-oracle.jsonl.gz"
@@ -143,6 +144,8 @@ def build(name: str, paths: list[Path], chunk_tokens: int = 200, overlap: int = 
             "written": s.chunks_written, "embedded": s.chunks_embedded, "failed": len(s.failed),
             "dense_pending": s.dense_pending, "seconds": round(t.seconds, 1)}
     log(f"built {info}")
+    for failure in s.failed:
+        log(f"  failed: {failure}")
     return info
 
 
@@ -203,6 +206,32 @@ def eval_main(questions: list[dict[str, Any]], gold_path: dict[int, str], rankin
             out["paging"][ranking] = {"queries": 100, "pages_differ_from_one_list": paged_diff,
                                       "same_call_differs": repeat_diff, "pages_1_5_repeat_or_skip": dup_or_missing}
             log(f"paging {ranking}: {out['paging'][ranking]}")
+    finally:
+        corpus.close()
+    return out
+
+
+def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[str, Any]:
+    """hit@1/5/10 and MRR@25 on the hand-written paraphrase set (bench/_paraphrase.py)."""
+    from docmem.search import search
+
+    questions = _paraphrase.load_questions()
+    spans = _paraphrase.section_spans(questions)
+    unlocated = [q["question"] for i, q in enumerate(questions) if i in spans and not spans[i]]
+    if unlocated:
+        raise SystemExit(f"gold sections not found for: {unlocated}")
+    info = build("para", _paraphrase.ROOTS)
+    corpus = open_for_search("para")
+    out: dict[str, Any] = {"build": info, "questions": len(questions), "ranks": {}}
+    try:
+        for ranking in rankings:
+            ranks = []
+            for i, q in enumerate(questions):
+                page = search(corpus, q["question"], page=1, page_size=TOP, ranking=ranking, candidates=candidates)
+                ranks.append(next((h.rank for h in page.hits if _paraphrase.is_gold(q, spans.get(i), h.chunk)), None))
+            out[ranking] = metrics(ranks)
+            out["ranks"][ranking] = ranks
+            log(f"paraphrase {ranking}: {out[ranking]}")
     finally:
         corpus.close()
     return out
@@ -290,10 +319,16 @@ def eval_kv(rankings: list[str], candidates: int | None = None) -> dict[str, Any
 
 
 def _split_rankings(text: str) -> list[str]:
-    """"dbsf,rrf:1:1,3,dense" -> ["dbsf", "rrf:1:1,3", "dense"]: a bare number continues a weight list."""
+    """"dbsf,rrf:1:1,3,dense" -> ["dbsf", "rrf:1:1,3", "dense"]: a bare number continues the
+    weight list of the ranking before it (``rrf:K:W,W``, ``dbsf:W,W``, with a ``sections:`` or
+    ``fused:`` prefix)."""
     out: list[str] = []
     for part in text.split(","):
-        if out and part.replace(".", "").isdigit() and out[-1].count(":") == 2:
+        prev = out[-1].split(":") if out else []
+        method = prev[1] if prev and prev[0] in ("sections", "fused") and len(prev) > 1 else (prev[0] if prev else "")
+        numbers = len(prev) - prev.index(method) - 1 if method in prev else 0
+        opens_weights = (method == "rrf" and numbers == 2) or (method in ("dbsf", "linear") and numbers == 1)
+        if prev and part.replace(".", "").isdigit() and opens_weights and "," not in prev[-1]:
             out[-1] += "," + part
         else:
             out.append(part)

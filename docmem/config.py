@@ -26,8 +26,9 @@ class Settings:
     # None: the corpus keeps the chunking it was built with (200/30 for a new corpus).
     chunk_tokens: int | None = None
     chunk_overlap: int | None = None
-    # dbsf | rrf[:k[:bm25_weight,dense_weight]] | bm25 | dense; chosen on NQ, see docmem.search
-    fusion: str = "dbsf"
+    # sections[:FUSION] | dbsf | rrf[:k[:bm25_weight,dense_weight]] | bm25 | dense; chosen on a
+    # paraphrase set and NQ together, see docmem.search and bench/README.md
+    fusion: str = "sections"
     # Results ranked per query; "of N" says N+ when capped. 100 keeps hybrid p50 under 5 ms at
     # 1M chunks (500: ~8 ms) with the same NQ recall (bench/README.md).
     candidates: int = 100

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from docmem.embedders import bm25_query
 from docmem.errors import DocmemError
 from docmem.schema import Hit, SearchPage
-from docmem.store.base import DENSE, SPARSE, FusionSpec, VectorQuery
+from docmem import ranking
+from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, VectorQuery
 from docmem.store.corpus import Corpus
 
 # UUIDs, hex ids, and tokens mixing letters and digits (error codes, part numbers, versions).
@@ -34,35 +35,57 @@ _IDENTIFIER = re.compile(
 
 @dataclass(frozen=True)
 class Ranking:
-    """How the lists are combined; parsed from a setting like ``rrf:60:1,3``."""
+    """How the lists are combined; parsed from a setting like ``rrf:60:1,3`` or ``sections``.
+
+    ``bm25``, ``dense``, ``dbsf`` and ``rrf`` fuse inside the engine. ``sections[:FUSION]``
+    fuses here (docmem.ranking), orders by section and counts only relevant candidates;
+    ``fused:FUSION`` is the same fusion without the section order (for measuring).
+    """
 
     mode: str  # "hybrid" | "bm25" | "dense"
     fusion: FusionSpec
+    in_docmem: bool = False  # fused by docmem.ranking rather than by the engine
+    grouped: bool = False  # ordered by section
 
     @classmethod
     def parse(cls, text: str) -> "Ranking":
         parts = text.strip().lower().split(":")
         method = parts[0]
+        if method in ("sections", "fused"):
+            fusion = _fusion(":".join(parts[1:]), text) if len(parts) > 1 else SECTIONS_FUSION
+            return cls("hybrid", fusion, in_docmem=True, grouped=method == "sections")
         if method in ("bm25", "dense"):
             return cls(method, FusionSpec())
-        if method == "dbsf":
-            return cls("hybrid", FusionSpec("dbsf"))
-        if method == "rrf":
-            try:
-                k = int(parts[1]) if len(parts) > 1 and parts[1] else 60
-                weights = tuple(float(w) for w in parts[2].split(",")) if len(parts) > 2 else None
-            except ValueError:
-                raise DocmemError(f"bad fusion {text!r}: expected rrf[:K[:W_BM25,W_DENSE]]") from None
-            if weights is not None and len(weights) != 2:
-                raise DocmemError(f"bad fusion {text!r}: give two weights, BM25 then dense")
-            return cls("hybrid", FusionSpec("rrf", k, weights))
-        raise DocmemError(f"unknown fusion {text!r}: use rrf[:K[:W_BM25,W_DENSE]], dbsf, bm25 or dense")
+        return cls("hybrid", _fusion(text.strip().lower(), text))
+
+
+def _fusion(spec: str, text: str) -> FusionSpec:
+    parts = spec.split(":")
+    method = parts[0]
+    try:
+        if method in ("dbsf", "linear"):
+            weights = tuple(float(w) for w in parts[1].split(",")) if len(parts) > 1 else None
+            fusion = FusionSpec(method, weights=weights)
+        elif method == "rrf":
+            k = int(parts[1]) if len(parts) > 1 and parts[1] else 60
+            weights = tuple(float(w) for w in parts[2].split(",")) if len(parts) > 2 else None
+            fusion = FusionSpec("rrf", k, weights)
+        else:
+            raise DocmemError(f"unknown fusion {text!r}: use sections, rrf[:K[:W_BM25,W_DENSE]], dbsf, "
+                              "bm25 or dense")
+    except ValueError:
+        raise DocmemError(f"bad fusion {text!r}: expected rrf[:K[:W_BM25,W_DENSE]] or dbsf[:W_BM25,W_DENSE]") from None
+    if fusion.weights is not None and len(fusion.weights) != 2:
+        raise DocmemError(f"bad fusion {text!r}: give two weights, BM25 then dense")
+    return fusion
 
 
 # Qdrant's weighted RRF divides the rank by the weight: ``1 / ((p+1)/w + k - 1)``. With k=1
 # and BM25 at weight 3, BM25's top hit scores 3 and dense's best 1: the exact match leads
 # and dense still orders the rest. (With k=60, weights barely matter: 1/59.3 vs 1/60.)
 IDENTIFIER_FUSION = FusionSpec("rrf", 1, (3.0, 1.0))
+# The ``sections`` default: dense-led weighted RRF (bench/README.md, section 3b).
+SECTIONS_FUSION = FusionSpec("linear", weights=(0.1, 1.0))
 
 
 def looks_like_identifier(query: str) -> bool:
@@ -93,15 +116,33 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     lists = _lists(corpus, query, plan, cap)
     mode = "hybrid" if len(lists) == 2 else lists[0].using.replace(SPARSE, "bm25")
     fusion = plan.fusion
-    if len(lists) == 2 and looks_like_identifier(query):
+    exact = len(lists) == 2 and looks_like_identifier(query)
+    if exact:
         fusion, mode = IDENTIFIER_FUSION, "hybrid, BM25-led (identifier)"
-    scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths, notes_scope)
+    if plan.in_docmem:
+        scored, capped = _ranked_here(corpus, lists, fusion, plan.grouped, exact, cap, paths, notes_scope)
+    else:
+        scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths, notes_scope)
+        capped = len(scored) >= cap
     window = scored[(page - 1) * page_size: page * page_size]
     chunks = {c.point_id: c for c in corpus.store.retrieve([s.point_id for s in window])}
     # The store filtered notes by scope; checked again here, whatever the backend.
     hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id]) for i, s in enumerate(window)
             if s.point_id in chunks and chunks[s.point_id].visible_to(notes_scope)]
-    return SearchPage(query, page, page_size, hits, len(scored), len(scored) >= cap, mode, filters)
+    return SearchPage(query, page, page_size, hits, len(scored), capped, mode, filters)
+
+
+def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, grouped: bool, exact: bool,
+                 cap: int, paths: list[str] | None, notes_scope: str | None) -> tuple[list[Scored], bool]:
+    """Fused by docmem.ranking; only candidates above the relevance floor are listed, so
+    "of N" counts relevant passages, and "N+" means a list was still relevant at its cap."""
+    found = corpus.store.candidates(lists, paths, notes_scope)
+    if len(found) == 1:  # BM25 only: every match contains query words
+        found = [found[0], []] if lists[0].using == SPARSE else [[], found[0]]
+    keep = ranking.relevant_ids(found[0], found[1], exact) if len(lists) == 2 else None
+    scored = [s for s in ranking.rank(found, fusion, grouped) if keep is None or s.point_id in keep]
+    more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
+    return scored[:cap], more or len(scored) > cap
 
 
 def _lists(corpus: Corpus, query: str, plan: Ranking, cap: int) -> list[VectorQuery]:

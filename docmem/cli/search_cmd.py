@@ -41,7 +41,7 @@ def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
 @click.option("--page", "-p", type=int, default=1, show_default=True, help="Page of results (from 1).")
 @click.option("--page-size", "-k", type=int, default=None, help="Results per page (default 5).")
 @click.option("--path", "path_glob", default=None, metavar="GLOB", help="Only files matching this glob, e.g. '*.pdf'.")
-@click.option("--fusion", default=None, help="dbsf (default), rrf[:K[:W_BM25,W_DENSE]], bm25 or dense.")
+@click.option("--fusion", default=None, help="sections (default: dense-led, by section), dbsf, rrf[:K[:W_BM25,W_DENSE]], bm25 or dense.")
 @click.option("--candidates", type=click.IntRange(1, 10_000), default=None,
               help="Results ranked per query, the most that pages can reach (default 100).")
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")

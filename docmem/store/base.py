@@ -34,7 +34,7 @@ class VectorQuery:
 class FusionSpec:
     """How two ranked lists become one: weighted RRF or DBSF (Qdrant's own fusions)."""
 
-    method: str = "rrf"  # "rrf" | "dbsf"
+    method: str = "rrf"  # "rrf" | "dbsf" (both also in docmem.ranking) | "linear" (docmem.ranking only)
     k: int = 60
     weights: tuple[float, ...] | None = None  # per list, in prefetch order
 
@@ -46,6 +46,20 @@ Prefetch = VectorQuery
 class Scored:
     point_id: str
     score: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A point of one ranked list, with what ranking needs to group it by section."""
+
+    point_id: str
+    score: float
+    path: str
+    headings: tuple[str, ...]
+
+
+# Payload fields a candidate carries (small: the text stays on disk until a page is shown).
+CANDIDATE_FIELDS = ["path", "headings"]
 
 
 def in_stable_order(points: Sequence[Scored]) -> list[Scored]:
@@ -80,6 +94,13 @@ class ArchivalStore(Protocol):
         paths: Sequence[str] | None = None, notes_scope: str | None = None,
     ) -> list[Scored]:
         """Documents, plus the agent notes of ``notes_scope`` (no notes when None)."""
+        ...
+
+    def candidates(
+        self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
+        notes_scope: str | None = None,
+    ) -> list[list[Candidate]]:
+        """Each list on its own (one batched call), best first, for fusion in docmem."""
         ...
 
     def delete_scope(self, scope: str) -> None:

@@ -14,8 +14,8 @@ import qdrant_edge as qe
 
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
-    DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
-    in_stable_order,
+    CANDIDATE_FIELDS, DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, Candidate, FusionSpec, Scored,
+    SparseVec, VectorQuery, in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,11 @@ def _visible(notes_scope: str | None) -> Any:
 
 def _vector(v: SparseVec | list[float]) -> Any:
     return qe.SparseVector(v.indices, v.values) if isinstance(v, SparseVec) else list(v)
+
+
+def _candidate(point_id: str, score: float, payload: dict[str, Any] | None) -> Candidate:
+    payload = payload or {}
+    return Candidate(point_id, score, payload.get("path", ""), tuple(payload.get("headings") or ()))
 
 
 class EdgeStore:
@@ -141,6 +146,17 @@ class EdgeStore:
             request = qe.QueryRequest(limit=limit, prefetches=prefetches, query=method,
                                       with_payload=False, with_vector=False)
         return in_stable_order([Scored(str(p.id), float(p.score)) for p in self.shard.query(request)])
+
+    def candidates(
+        self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
+        notes_scope: str | None = None,
+    ) -> list[list[Candidate]]:
+        flt = _path_filter(paths, [_visible(notes_scope)])
+        requests = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(_vector(q.vector), using=q.using),
+                                    filter=flt, with_payload=qe.PayloadSelector.Include(CANDIDATE_FIELDS),
+                                    with_vector=False) for q in lists]
+        return [[_candidate(str(p.id), float(p.score), p.payload) for p in points]
+                for points in self.shard.query_batch(qe.QueryBatchRequest(requests))]
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:

@@ -13,8 +13,8 @@ from typing import Any, Sequence
 from docmem.errors import DocmemError
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
-    DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery,
-    in_stable_order,
+    CANDIDATE_FIELDS, DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, Candidate, FusionSpec, Scored,
+    SparseVec, VectorQuery, in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,19 @@ class ServerStore:
             result = self.client.query_points(self.collection, prefetch=prefetch, query=query,
                                               limit=limit, with_payload=False)
         return in_stable_order([Scored(str(p.id), float(p.score)) for p in result.points])
+
+    def candidates(
+        self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
+        notes_scope: str | None = None,
+    ) -> list[list[Candidate]]:
+        m = self.m
+        flt = self._path_filter(paths, [self._visible(notes_scope)])
+        requests = [m.QueryRequest(query=self._vec(q.vector), using=q.using, filter=flt, limit=q.limit,
+                                   with_payload=CANDIDATE_FIELDS) for q in lists]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [[Candidate(str(p.id), float(p.score), (p.payload or {}).get("path", ""),
+                           tuple((p.payload or {}).get("headings") or ())) for p in r.points]
+                for r in responses]
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:
