@@ -24,6 +24,15 @@ QUESTIONS = PARA / "questions.jsonl"
 DOCS = PARA / "docs"
 ROOTS = [SAMPLE, DOCS]
 
+# Questions no document of either bench corpus answers: their "of N" should be small.
+OFF_TOPIC = [
+    "What is the capital of Mongolia?", "How do I configure a Kubernetes ingress controller?",
+    "Who won the 1998 football world cup?", "best recipe for banana bread",
+    "How do I train a neural network with PyTorch?", "symptoms of vitamin D deficiency",
+    "How do I file my taxes online?", "What is the airspeed velocity of an unladen swallow?",
+    "lyrics of bohemian rhapsody", "how to fix a flat bicycle tyre",
+]
+
 
 def _norm(text: str) -> str:
     return " ".join(text.replace("\xa0", " ").split()).lower()

@@ -50,11 +50,13 @@ os.environ["DOCMEM_HOME"] = str(HOME)  # before docmem reads its settings
 # Qdrant's weighted RRF scores a list's item at 0-based position p as 1 / ((p+1)/w + k - 1):
 # a weight divides the rank, it does not multiply the score. With k=60 a big weight flattens
 # that list into a near-constant bonus, so small k values are measured too (Qdrant's default k=2).
-RANKINGS = ["bm25", "dense", "rrf:60", "rrf:60:1,2", "rrf:60:1,3", "rrf:60:1,5", "rrf:20:1,3", "rrf:10:1,3",
+RANKINGS = ["sections", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
+            "sections:rrf:2:1,3", "sections:rrf:60:0,1", "bm25", "dense", "rrf:60", "rrf:60:1,2", "rrf:60:1,3", "rrf:60:1,5", "rrf:20:1,3", "rrf:10:1,3",
             "rrf:10:1,2", "rrf:5:1,3", "rrf:2", "rrf:2:1,2", "rrf:2:1,3", "rrf:2:1,5", "rrf:1", "rrf:1:1,2",
             "rrf:1:1,3", "rrf:1:1,5", "dbsf"]
 SWEEP = [(128, 16), (200, 30), (300, 40)]
-SWEEP_RANKINGS = ["bm25", "dense", "rrf:60", "rrf:60:1,3", "rrf:2:1,3", "rrf:1:1,2", "rrf:1:1,3", "dbsf"]
+SWEEP_RANKINGS = ["sections", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
+            "sections:rrf:2:1,3", "sections:rrf:60:0,1", "bm25", "dense", "rrf:60", "rrf:60:1,3", "rrf:2:1,3", "rrf:1:1,2", "rrf:1:1,3", "dbsf"]
 TOP = 25
 
 
@@ -190,6 +192,8 @@ def eval_main(questions: list[dict[str, Any]], gold_path: dict[int, str], rankin
             m["mean_ms"] = round(1000 * sum(times) / len(times), 2)
             out[ranking] = m
             log(f"nq {ranking}: {m}")
+        out["totals"] = of_n(corpus, [q["question"] for q in questions],
+                             lambda i, chunk: chunk.path == gold_path[questions[i]["passage"]])
         # Pages are meant to be slices of one list: is page p of size 5 == ranks 5p-4..5p of one
         # size-25 call? And does the same call twice give the same order (ties)?
         out["paging"] = {}
@@ -209,6 +213,46 @@ def eval_main(questions: list[dict[str, Any]], gold_path: dict[int, str], rankin
     finally:
         corpus.close()
     return out
+
+
+DEFAULT = "sections"
+README_QUESTION = "How do I fit a linear model in R?"
+
+
+def of_n(corpus: Any, questions: list[str], gold: Any = None) -> dict[str, Any]:
+    """The "of N" the default ranking reports, and how many gold hits of the top 10 without
+    the relevance floor the floor drops (``gold(i, chunk)`` says if a chunk is gold)."""
+    import statistics
+
+    from docmem import ranking
+    from docmem.search import search
+
+    totals, capped, dropped = [], 0, 0
+    for i, q in enumerate(questions):
+        page = search(corpus, q, page=1, page_size=10, ranking=DEFAULT)
+        totals.append(page.total)
+        capped += page.capped
+        if gold is not None:
+            floors = ranking.DENSE_FLOOR, ranking.BM25_SHARE_FLOOR
+            ranking.DENSE_FLOOR, ranking.BM25_SHARE_FLOOR = -2.0, 0.0
+            try:
+                unfloored = search(corpus, q, page=1, page_size=10, ranking=DEFAULT)
+            finally:
+                ranking.DENSE_FLOOR, ranking.BM25_SHARE_FLOOR = floors
+            shown = {h.chunk.point_id for h in page.hits}
+            dropped += any(gold(i, h.chunk) and h.chunk.point_id not in shown for h in unfloored.hits)
+    out = {"median": statistics.median(totals), "max": max(totals), "capped": round(capped / len(totals), 3)}
+    if gold is not None:
+        out["gold_dropped"] = dropped
+    return out
+
+
+def off_topic_totals(name: str) -> dict[str, Any]:
+    corpus = open_for_search(name)
+    try:
+        return of_n(corpus, _paraphrase.OFF_TOPIC)
+    finally:
+        corpus.close()
 
 
 def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[str, Any]:
@@ -232,6 +276,9 @@ def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[
             out[ranking] = metrics(ranks)
             out["ranks"][ranking] = ranks
             log(f"paraphrase {ranking}: {out[ranking]}")
+        out["totals"] = of_n(corpus, [q["question"] for q in questions],
+                             lambda i, chunk: _paraphrase.is_gold(questions[i], spans.get(i), chunk))
+        out["readme_question"] = next(i for i, q in enumerate(questions) if q["question"] == README_QUESTION)
     finally:
         corpus.close()
     return out
@@ -357,6 +404,9 @@ def main() -> None:
     gold_path = {i: f"p{i:05d}.txt" for i in range(len(passages))}
     nq = eval_main(chosen, gold_path, rankings, opts.candidates)
     kv = eval_kv(rankings, opts.candidates)
+    para = eval_paraphrase(rankings, opts.candidates)
+    totals = {"paraphrase": para["totals"], "nq": nq["totals"],
+              "off-topic, paraphrase corpus": off_topic_totals("para"), "off-topic, NQ corpus": off_topic_totals("nq")}
     sweep = None if opts.quick or opts.skip_sweep else eval_sweep(questions, passages, min(opts.sweep_passages, len(passages)))
 
     rows = []
@@ -369,6 +419,16 @@ def main() -> None:
                 f"NQ-Open oracle, {len(chosen)} questions; corpus {builds[0]['points']} chunks "
                 f"({len(passages)} gold passages + sample_corpora distractors); chunk 200/30; "
                 f"candidates {opts.candidates or 'default (100)'}"))
+    rows = [[r, para[r]["r@1"], para[r]["r@5"], para[r]["r@10"], para[r]["mrr"], nq[r]["r@1"], nq[r]["r@5"],
+             nq[r]["r@10"], nq[r]["mrr"], kv[r]["bare key"], kv[r]["question"],
+             para["ranks"][r][para["readme_question"]]] for r in rankings]
+    print(table(["ranking", "para hit@1", "hit@5", "hit@10", "MRR", "NQ r@1", "r@5", "r@10", "MRR", "KV key",
+                 "KV question", "lm() rank"], rows,
+                f"Side by side: paraphrase set ({para['questions']} questions, {para['build']['points']} chunks), "
+                f"NQ ({len(chosen)} questions), KV top-2; lm() rank = 'How do I fit a linear model in R?'"))
+    print(table(["questions", "median of N", "max", "share with N+", "gold of top 10 dropped by the floor"],
+                [[k, v["median"], v["max"], v["capped"], v.get("gold_dropped", "-")] for k, v in totals.items()],
+                f"'of N' under the default ranking ({DEFAULT})"))
     print(f"questions that look like identifiers (hybrid rankings led by BM25 for these): "
           f"{nq['identifier_like_questions']}")
     for ranking, p in nq["paging"].items():
@@ -389,7 +449,8 @@ def main() -> None:
                     f"{sweep['questions']} questions"))
     data = {"bench": "retrieval_quality", "machine": machine(), "quick": opts.quick, "questions": len(chosen),
             "candidates": opts.candidates,
-            "passages": len(passages), "builds": builds, "nq": nq, "kv": kv, "sweep": sweep,
+            "passages": len(passages), "builds": builds, "nq": nq, "kv": kv, "paraphrase": para, "of_n": totals,
+            "sweep": sweep,
             "wall_s": round(time.time() - started, 1)}
     name = "retrieval_quality" + (f"-c{opts.candidates}" if opts.candidates else "") + ("-quick" if opts.quick else "")
     print(f"\nwrote {write_json(name, data)}")

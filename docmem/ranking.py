@@ -75,8 +75,9 @@ def fuse(lists: Sequence[Sequence[Candidate]], fusion: FusionSpec) -> dict[str, 
 
 
 def section_of(c: Candidate) -> tuple[str, tuple[str, ...]]:
-    """A point's section: its file and heading path (a file with no headings is one section)."""
-    return c.path, c.headings
+    """A point's section: its file and heading path. A chunk with no heading is its own
+    section: a plain-text book or a PDF without an outline is not one topic."""
+    return c.path, c.headings if c.headings else ("\0" + c.point_id,)
 
 
 def by_section(scores: dict[str, float], sections: dict[str, tuple[str, tuple[str, ...]]]) -> list[Scored]:

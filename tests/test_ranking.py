@@ -1,0 +1,107 @@
+"""The ``sections`` ranking: fusion done by docmem agrees with the engine's, pages show
+different sections first, and "of N" counts only relevant passages."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from docmem import ranking
+from docmem.schema import Chunk
+from docmem.search import search
+from docmem.store.base import DENSE, SPARSE, Candidate, FusionSpec, SparseVec, VectorQuery
+from docmem.store.corpus import open_corpus
+from ingest.pipeline import ingest
+from tests.conftest import write_tree
+
+
+def _store(tmp_path, backend: str, dim: int):
+    if backend == "edge":
+        from docmem.store.edge import EdgeStore
+
+        return EdgeStore(tmp_path / "shard", dim)
+    qdrant_client = pytest.importorskip("qdrant_client")
+    from docmem.store.server import ServerStore
+
+    return ServerStore(qdrant_client.QdrantClient(path=str(tmp_path / "local")), "c", dim)
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_docmem_rrf_orders_like_the_engine(tmp_path, backend):
+    """docmem.ranking reimplements Qdrant's weighted RRF, so the two must agree point for point."""
+    n = 40
+    store = _store(tmp_path, backend, 2)
+    chunks = [Chunk(doc_hash=f"{i:064x}", index=0, text=f"t{i}", path=f"p{i % 7}.md", title="t",
+                    headings=(f"h{i % 3}",)) for i in range(n)]
+    sparse = [SparseVec([1], [float((i * 7) % n + 1)]) for i in range(n)]  # no two BM25 scores tie
+    dense = [[math.cos(i * 0.11), math.sin(i * 0.11)] for i in range(n)]
+    store.upsert(chunks, sparse, dense)
+    lists = [VectorQuery(SPARSE, SparseVec([1], [1.0]), 25), VectorQuery(DENSE, [math.cos(1), math.sin(1)], 25)]
+    fusion = FusionSpec("rrf", 2, (1.0, 3.0))
+    found = store.candidates(lists)
+    assert [len(f) for f in found] == [25, 25]
+    assert {(c.path, c.headings) for c in found[1]} <= {(ch.path, ch.headings) for ch in chunks}
+    engine = store.query(lists, fusion, 50)
+    mine = ranking.rank(found, fusion, grouped=False)
+    assert [round(s.score, 6) for s in mine] == [round(s.score, 6) for s in engine]
+
+    def by_score(points):  # two sums of RRF terms can tie; tied points may differ in float bits
+        groups: dict[float, set[str]] = {}
+        for s in points:
+            groups.setdefault(round(s.score, 6), set()).add(s.point_id)
+        return groups
+
+    assert by_score(mine) == by_score(engine)
+
+
+def test_each_section_shows_once_before_any_shows_twice():
+    def c(pid: str, section: str) -> Candidate:
+        return Candidate(pid, 0.0, "a.md", (section,))
+
+    scores = {"a1": 0.9, "a2": 0.8, "a3": 0.7, "b1": 0.6, "c1": 0.5, "b2": 0.4}
+    sections = {pid: ranking.section_of(c(pid, pid[0])) for pid in scores}
+    assert [s.point_id for s in ranking.by_section(scores, sections)] == ["a1", "b1", "c1", "a2", "b2", "a3"]
+    # Chunks without headings (plain text, PDFs without an outline) are not one section each file.
+    plain = {pid: ranking.section_of(Candidate(pid, 0.0, "book.txt", ())) for pid in scores}
+    assert [s.point_id for s in ranking.by_section(scores, plain)] == ["a1", "a2", "a3", "b1", "c1", "b2"]
+
+
+def test_linear_fusion_is_dense_led_and_bm25_breaks_near_ties():
+    def c(pid: str, score: float) -> Candidate:
+        return Candidate(pid, score, "a.md", ())
+
+    dense = [c("x", 0.60), c("y", 0.58), c("z", 0.30)]
+    sparse = [c("y", 12.0), c("w", 11.0)]  # w: found by BM25 only
+    scores = ranking.linear([sparse, dense], (0.1, 1.0))
+    order = sorted(scores, key=lambda p: -scores[p])
+    assert order == ["y", "x", "w", "z"]  # y: 0.58 + 0.1; w: 0.30 (dense floor) + 0.092
+    assert ranking.linear([[], dense], (0.1, 1.0)) == {"x": 0.6, "y": 0.58, "z": 0.3}
+
+
+TOPICS = {
+    "bread.md": "# Baking\n\n## Sourdough\n\nFeed the starter with flour and water, let the dough rise overnight, "
+                "then bake the loaf in a hot oven until the crust is dark.\n",
+    "bikes.md": "# Cycling\n\n## Punctures\n\nTo repair a flat tyre, remove the wheel, find the hole in the inner "
+                "tube, glue a patch over it and pump the tyre up again.\n",
+    "stars.md": "# Astronomy\n\n## Telescopes\n\nA reflecting telescope gathers starlight with a curved mirror; "
+                "the eyepiece magnifies the image it forms.\n",
+    "tax.md": "# Paperwork\n\n## Returns\n\nFile the yearly return before the deadline and keep receipts for "
+              "every deductible expense.\n",
+}
+
+
+def test_of_n_counts_relevant_passages_only(settings, tmp_path):
+    """Dense vectors score every chunk, so without a floor every hybrid search said "of N+"."""
+    root = write_tree(tmp_path / "docs", TOPICS)
+    with open_corpus(settings, create=True, embedder="bundled") as corpus:
+        ingest(corpus, [root], workers=1)
+        assert corpus.store.count() == 4 and corpus.store.count(missing_dense=True) == 0
+        page = search(corpus, "How do I fix a bicycle wheel with a hole in it?", page_size=5)
+        assert page.hits[0].chunk.path == "bikes.md"
+        assert page.total == len(page.hits) < 4 and not page.capped
+        assert page.header() == f"Showing results 1-{page.total} of {page.total} (page 1 of 1)"
+        # The same corpus ranked by the engine's DBSF lists every chunk.
+        assert search(corpus, "How do I fix a bicycle wheel with a hole in it?", ranking="dbsf").total == 4
+        nothing = search(corpus, "quantum chromodynamics of gluon plasma", page_size=5)
+        assert nothing.total < 4
