@@ -119,3 +119,16 @@ def test_eval_counts_unverified_apart_and_scores_them_wrong(tmp_path):
     [row] = summarize([Run(tmp_path / "r.jsonl", {"task": "doc-qa", "model": "m"}, results, None)])
     assert (row.n, row.correct, row.unverified, row.abstained) == (4, 1, 2, 1)
     assert row.as_dict()["unverified"] == 2
+
+
+def test_trace_is_a_file_for_one_question_and_a_folder_for_a_batch(corpus_root, tmp_path):
+    with FakeOpenAI() as server:
+        server.policy = citing_server_policy
+        folder = _ask(server, "When does the alpha valve open?", "--trace", str(tmp_path))
+        qfile = tmp_path / "q.txt"
+        qfile.write_text("When does the alpha valve open?\n", encoding="utf-8")
+        afile = tmp_path / "t.jsonl"
+        afile.write_text("", encoding="utf-8")
+        batch = _ask(server, "--questions", str(qfile), "--trace", str(afile))
+    assert folder.exit_code == 2 and "is a folder: give a file for one QUESTION" in folder.output
+    assert batch.exit_code == 2 and "with --questions, give a folder" in batch.output

@@ -131,6 +131,9 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
     from docmem.agent.session import make_processor
 
     processor = make_processor(settings)  # before the corpus: fail fast on config
+    if trace is not None and trace.is_dir():
+        raise click.UsageError(f"--trace {trace} is a folder: give a file for one QUESTION (a folder is for "
+                               "--questions, one file per question)")
     tracer = Trace(trace) if trace else None
     result = None
     try:
