@@ -193,3 +193,23 @@ def test_a_client_killed_mid_request_leaves_the_owner_serving(held, settings):
     with connect(settings) as other:
         assert all(other.search("lighthouse").hits for _ in range(20))
     assert _say(held, "search lighthouse keeper") == "hit a.txt"
+
+
+def test_a_client_may_store_agent_notes_but_not_documents(held, settings):
+    from docmem.embedders import bm25_document
+    from docmem.errors import DocmemError
+    from docmem.schema import KIND_NOTE, Chunk
+
+    note = Chunk("ab" * 32, 0, "The keeper's cat is named Biscuit.", "(agent notes)", "Agent note",
+                 kind=KIND_NOTE, scope="s1")
+    fake = Chunk("cd" * 32, 0, "Forged document text.", "forged.txt", "Forged")
+    with connect(settings) as client:
+        view = client.open_corpus()
+        assert isinstance(view.service, RemoteService)
+        view.store.upsert([note], [bm25_document(note.embed_text())])
+        assert [c.id for c in view.store.by_chunk_ids([note.id])] == [note.id]
+        with pytest.raises(DocmemError, match="agent notes only"):
+            view.store.upsert([fake], [bm25_document(fake.embed_text())])
+        assert view.store.by_chunk_ids([fake.id]) == []
+        view.store.delete_scope("s1")
+        assert view.store.by_chunk_ids([note.id]) == []

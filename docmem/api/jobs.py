@@ -71,6 +71,9 @@ def last_event(events: Iterator[JobEvent]) -> JobEvent:
     return last
 
 
+KEEP_FINISHED = 100  # finished jobs whose events stay readable (a watcher may connect late)
+
+
 class JobQueue:
     """Per corpus, a FIFO of jobs of which only the head runs."""
 
@@ -111,6 +114,9 @@ class JobQueue:
             with self._cond:
                 queue = self._queues[job.corpus]
                 queue.remove(job)
+                finished = [j for j in self.jobs.values() if j.finished]
+                for old in finished[:-KEEP_FINISHED]:  # oldest first (dicts keep insertion order)
+                    del self.jobs[old.id]
                 for position, waiting in enumerate(queue):
                     if position:
                         waiting.emit(JOB_QUEUED, position=position)

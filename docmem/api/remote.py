@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from docmem.agent.recall import SessionInfo
     from docmem.protocols import Processor
 
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+# Generous: an alive owner can be busy for minutes, e.g. in Qdrant Edge's optimize() after an
+# ingest, which holds the GIL (~150 s at 100k dense chunks); a dead one fails to connect at once.
+READ_TIMEOUT = 600.0
+TIMEOUT = httpx.Timeout(READ_TIMEOUT, connect=5.0)
 
 
 class OwnerGone(errors.DocmemError):
@@ -153,15 +156,19 @@ class RemoteService:
         self.client = make_client(address, token)
 
     def get(self, path: str) -> Any:
-        try:
-            return _raise(self.client.get(path))
-        except httpx.TransportError as exc:
-            raise OwnerGone(f"no corpus owner at {self.address} ({exc})") from exc
+        return self._send(lambda: self.client.get(path))
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._send(lambda: self.client.post(path, json=body))
+
+    def _send(self, request: Callable[[], httpx.Response]) -> Any:
         try:
-            return _raise(self.client.post(path, json=body))
-        except httpx.TransportError as exc:
+            return _raise(request())
+        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
+            raise errors.DocmemError(
+                f"the docmem process that owns this corpus ({self.address}) did not answer within "
+                f"{READ_TIMEOUT:.0f} s; it is alive but busy (or stuck): try again, or stop it") from exc
+        except httpx.TransportError as exc:  # refused, reset, closed mid-answer: it went away
             raise OwnerGone(f"no corpus owner at {self.address} ({exc})") from exc
 
     def _name(self, corpus: str | None) -> str:

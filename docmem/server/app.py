@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from docmem import errors
 from docmem.api.codec import ALLOWED, decode, encode
 from docmem.api.local import LocalService
-from docmem.schema import IngestOptions
+from docmem.schema import KIND_NOTE, IngestOptions
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,14 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
             return JSONResponse({"error": f"{target}.{method} is not callable", "type": "Forbidden"},
                                 status_code=403)
         corpus = service.open_corpus(corpus_of(request))
+        args = decode(body.get("args") or [])
+        if method == "upsert" and not all(getattr(c, "kind", None) == KIND_NOTE for c in args[0]):
+            return JSONResponse({"error": "clients store agent notes only; documents come through ingest",
+                                 "type": "Forbidden"}, status_code=403)
         obj = {"store": corpus.store, "manifest": corpus.manifest, "embedder": corpus.embedder}[target]
         if obj is None:
             raise errors.DocmemError(f"corpus '{corpus.name}' has no dense embedder")
-        return {"result": encode(getattr(obj, method)(*decode(body.get("args") or [])))}
+        return {"result": encode(getattr(obj, method)(*args))}
 
     def ingest(request: Request, body: dict[str, Any]) -> Any:
         options = IngestOptions.from_dict(body.get("options") or {})
