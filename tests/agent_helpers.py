@@ -60,24 +60,51 @@ def kv_policy(messages: list[Message], tools: list[dict[str, Any]]) -> Completio
 
 
 _HIT = re.compile(r"\[\d+\] chunk (\S+) \| ([^\n]*)\n([^\n]+)")
+# What the agent loop itself sends as "user" messages (docmem.tui.runtime._LOOP_PREFIXES).
+_LOOP_PREFIXES = ("[system]", "[system alert]", "[heartbeat]", "[memory]")
+MIN_QUOTE = 8  # docmem.agent.citations refuses shorter quotes
 
 
-def citing_server_policy(body: dict[str, Any]) -> dict[str, Any]:
-    """For the fake OpenAI server: search the question once, then answer citing the top hit's
-    first sentence, read from the tool result the server was sent."""
+def current_turn(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The person's latest question and the messages sent after it: a policy that read tool
+    results from earlier questions would answer every later question from the first one."""
+    for n in range(len(messages) - 1, -1, -1):
+        m = messages[n]
+        if m["role"] == "user" and not str(m.get("content") or "").startswith(_LOOP_PREFIXES):
+            return m["content"], messages[n + 1:]
+    return "", messages
+
+
+def quotable(passage: str) -> str:
+    """A verbatim quote from a result line: its first sentence of at least MIN_QUOTE
+    characters (a heading like "1." alone is refused), at most 120 characters."""
+    text = passage.replace(" …[cut]", "").strip()
+    sentences = re.split(r"(?<=[.!?])\s", text)
+    sentence = next((s for s in sentences if len(s.strip()) >= MIN_QUOTE), text)
+    return sentence.strip()[:120].strip()
+
+
+def citing_server_policy(body: dict[str, Any], reads: int = 0) -> dict[str, Any]:
+    """For the fake OpenAI server: search the current question once, open the top ``reads``
+    hits one by one (a multi-step chain, to watch and interrupt), then answer citing the top
+    hit's first sentence, read from the tool results the server was sent for this question."""
     messages = body["messages"]
-    results = [m["content"] for m in messages if m["role"] == "tool"]
     if not body.get("tools"):
         return {"content": "Summary of the session so far."}
+    question, turn = current_turn(messages)
+    results = [m["content"] for m in turn if m["role"] == "tool"]
     if not results:
-        question = next(m["content"] for m in reversed(messages) if m["role"] == "user")
         return {"tool_calls": [{"name": "archival_search",
                                 "arguments": {"query": question, "request_heartbeat": True}}]}
-    hit = _HIT.search(results[-1])
-    if hit is None:
+    hits = _HIT.findall(results[0])
+    if not hits:
         return {"tool_calls": [{"name": "answer", "arguments": {"text": "Not in the corpus.", "not_found": True}}]}
-    chunk_id, where, passage = hit.groups()
-    sentence = re.split(r"(?<=[.!?])\s", passage.replace(" …[cut]", ""))[0][:120]
+    opened = len(results) - 1
+    if opened < min(reads, len(hits)):
+        return {"tool_calls": [{"name": "open_document", "arguments": {
+            "chunk_id": hits[opened][0], "request_heartbeat": True}}]}
+    chunk_id, where, passage = hits[0]
+    sentence = quotable(passage)
     return {"tool_calls": [{"name": "answer", "arguments": {
         "text": f"According to {where.split(' | ')[0]}: {sentence} [1]",
         "citations": [{"chunk_id": chunk_id, "quote": sentence}]}}]}

@@ -518,17 +518,23 @@ def main(argv: list[str] | None = None) -> None:
 
         .venv/bin/python -m tests.fake_openai --port 8765 &
         docmem chat --corpus sample --model fake --base-url http://127.0.0.1:8765/v1
+
+    ``--reads 3 --latency 2`` makes each answer a slow chain (search, read three hits, answer),
+    long enough to watch it and to interrupt it with Esc.
     """
     import argparse
+    import functools
 
     from tests.agent_helpers import citing_server_policy
 
     parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0] if main.__doc__ else None)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency", type=float, default=0.3, help="seconds before each reply")
+    parser.add_argument("--reads", type=int, default=0,
+                        help="hits to open one by one before answering (a multi-step chain)")
     opts = parser.parse_args(argv)
     server = FakeOpenAI(model="fake", latency=opts.latency, port=opts.port)
-    server.policy = citing_server_policy
+    server.policy = functools.partial(citing_server_policy, reads=opts.reads)
     with server:
         print(f"fake OpenAI-compatible server (scripted citing policy) at {server.url}; Ctrl+C stops",
               flush=True)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from docmem.cli.main import cli
-from tests.agent_helpers import citing_server_policy
+from tests.agent_helpers import citing_server_policy, quotable
 from tests.conftest import SAMPLE_DIR
 from tests.fake_openai import FakeOpenAI
 
@@ -78,6 +78,30 @@ def test_ask_human_output_and_sessions(sample, server):
     assert any(m["role"] == "user" and "rabbit hole" in (m["content"] or "") for m in last)
     listing = runner.invoke(cli, ["sessions", "--json"]).stdout
     assert [s["name"] for s in json.loads(listing)] == ["research"]
+
+
+def test_fake_server_answers_every_question_of_a_session(sample, server):
+    """The scripted policy reads only the current question's tool results: each question of
+    one session is searched for itself and answered with a verified citation of its own."""
+    runner = CliRunner()
+    args = ["--model", server.model, "--base-url", server.url, "--session", "several", "--json"]
+    questions = {"What does the Debian FAQ say about package management tools?": "debian-faq.en.pdf",
+                 "Alice took a watch out of its waistcoat pocket, said the White Rabbit": "alice29.txt",
+                 "How do I upgrade a Debian system with apt-get dist-upgrade?": "debian-faq.en.pdf"}
+    for question, path in questions.items():
+        sent = len(server.chat_requests)
+        data = json.loads(runner.invoke(cli, ["ask", question, *args], catch_exceptions=False).stdout)
+        assert data["status"] == "answered" and data["steps"] == 2, data
+        assert [c["verified"] for c in data["citations"]] == [True]
+        assert data["citations"][0]["path"] == path
+        first_call = server.chat_requests[sent + 1]["messages"][-2]["tool_calls"][0]["function"]
+        assert json.loads(first_call["arguments"])["query"] == question
+
+
+def test_quotes_skip_a_heading_too_short_to_verify():
+    assert quotable("1. Introduction. Debian is a free operating system. More.") == "Introduction."
+    assert quotable("1. Debian is a free operating system …[cut]") == "Debian is a free operating system"
+    assert quotable("Q. Why? Because the archive is large.") == "Because the archive is large."
 
 
 def test_server_errors_end_with_one_clear_line(sample, server):
