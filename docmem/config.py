@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from docmem.errors import DocmemError
+
+log = logging.getLogger(__name__)
 
 
 def default_home() -> Path:
@@ -51,6 +54,9 @@ class Settings:
     # below 6k tokens of window); see docmem.agent.toolsets.
     tools: str = "auto"
     note_tokens: int = 1000  # the largest note archival_insert accepts
+    # Not a setting: whether any layer named the corpus. When none did and 'default' does not
+    # exist, commands that read a corpus use the only one there is (docmem.store.corpus).
+    corpus_given: bool = False
 
     @property
     def reply_tokens(self) -> int:
@@ -111,7 +117,7 @@ def load_settings(**flags: Any) -> Settings:
     home = flags.get("home") or os.environ.get("DOCMEM_HOME")
     if home:
         settings = replace(settings, home=Path(home).expanduser())
-    names = {f.name for f in fields(Settings)}
+    names = {f.name for f in fields(Settings)} - {"corpus_given"}
     config_file = settings.home / "config.toml"
     layers: list[dict[str, Any]] = []
     if config_file.exists():
@@ -132,4 +138,10 @@ def load_settings(**flags: Any) -> Settings:
         if unknown:
             raise DocmemError(f"unknown setting(s) {', '.join(sorted(unknown))} in config")
         settings = replace(settings, **{k: _coerce(k, v) for k, v in layer.items()})
+    if any("corpus" in layer for layer in layers):
+        settings = replace(settings, corpus_given=True)
+    secret = {"api_key", "qdrant_api_key"}
+    log.debug("settings from %s (%s), env %s, flags %s; home %s", config_file,
+              "read" if config_file.exists() else "absent", sorted(env),
+              {k: ("***" if k in secret else v) for k, v in layers[-1].items()}, settings.home)
     return settings

@@ -123,6 +123,7 @@ class SearchPage:
     capped: bool  # True when there may be more than `total`
     mode: str  # "hybrid" | "hybrid, BM25-led (identifier)" | "bm25" | "dense"
     filters: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what the header alone would hide
 
     @property
     def pages(self) -> int:
@@ -164,6 +165,7 @@ class SearchPage:
             "capped": self.capped,
             "mode": self.mode,
             "filters": self.filters,
+            "notes": self.notes,
             "hits": [h.as_dict() for h in self.hits],
         }
 
@@ -172,7 +174,7 @@ class SearchPage:
         """The inverse of ``as_dict``: a page as a remote owner sent it."""
         return cls(data["query"], int(data["page"]), int(data["page_size"]),
                    [Hit.from_dict(h) for h in data["hits"]], int(data["total"]), bool(data["capped"]),
-                   data["mode"], dict(data.get("filters") or {}))
+                   data["mode"], dict(data.get("filters") or {}), list(data.get("notes") or []))
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,9 @@ class CorpusInfo:
     dim: int
     backend: str
     bytes_on_disk: int
+    roots: list[str] = field(default_factory=list)  # the folders ingested into it (absolute paths)
+    last_ingest: float | None = None  # when the last ingest ended (epoch seconds)
+    dense_pending: int | None = None  # chunks without a dense vector after the last ingest; None: unknown
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -14,7 +14,9 @@ repeats page 1.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
+import time
 from dataclasses import dataclass
 
 from docmem.embedders import bm25_query
@@ -23,6 +25,8 @@ from docmem.schema import Hit, SearchPage
 from docmem import ranking
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, VectorQuery
 from docmem.store.corpus import Corpus
+
+log = logging.getLogger(__name__)
 
 # UUIDs, hex ids, and tokens mixing letters and digits (error codes, part numbers, versions).
 _IDENTIFIER = re.compile(
@@ -94,7 +98,10 @@ def looks_like_identifier(query: str) -> bool:
 
 
 def matching_paths(corpus: Corpus, glob: str) -> list[str]:
-    return [p for p in corpus.manifest.paths() if fnmatch.fnmatchcase(p, glob)]
+    """As git does: a pattern with no ``/`` also matches the file name in any folder."""
+    bare = "/" not in glob
+    return [p for p in corpus.manifest.paths()
+            if fnmatch.fnmatchcase(p, glob) or (bare and fnmatch.fnmatchcase(p.rsplit("/", 1)[-1], glob))]
 
 
 def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None = None,
@@ -108,11 +115,16 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     if not query.strip():
         raise DocmemError("empty query")
     plan = Ranking.parse(ranking or settings.fusion)
+    if ranking and plan.mode == "dense" and not corpus.has_dense:  # asked for by name: BM25 is another answer
+        raise DocmemError(f"corpus '{corpus.name}' has no dense vectors (embedder {corpus.embedder_spec}): "
+                          f"--fusion {ranking} cannot run; use --fusion bm25")
     filters = {"path": path} if path else {}
     paths = matching_paths(corpus, path) if path else None
     if paths == []:
-        return SearchPage(query, page, page_size, [], 0, False, plan.mode, filters)
+        mode = plan.mode if corpus.has_dense else "bm25"
+        return SearchPage(query, page, page_size, [], 0, False, mode, filters, _notes(corpus, mode, path, 0))
 
+    started = time.perf_counter()
     lists = _lists(corpus, query, plan, cap)
     mode = "hybrid" if len(lists) == 2 else lists[0].using.replace(SPARSE, "bm25")
     fusion = plan.fusion
@@ -129,7 +141,10 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     # The store filtered notes by scope; checked again here, whatever the backend.
     hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id]) for i, s in enumerate(window)
             if s.point_id in chunks and chunks[s.point_id].visible_to(notes_scope)]
-    return SearchPage(query, page, page_size, hits, len(scored), capped, mode, filters)
+    log.debug("search %r: %s, %d of %d candidates, page %d, %.1f ms", query, mode, len(scored), cap, page,
+              (time.perf_counter() - started) * 1000)
+    return SearchPage(query, page, page_size, hits, len(scored), capped, mode, filters,
+                      _notes(corpus, mode, path, len(scored)))
 
 
 def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, grouped: bool, exact: bool,
@@ -143,6 +158,21 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     scored = [s for s in ranking.rank(found, fusion, grouped) if keep is None or s.point_id in keep]
     more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
     return scored[:cap], more or len(scored) > cap
+
+
+def _notes(corpus: Corpus, mode: str, path: str | None, total: int) -> list[str]:
+    """What the header alone would hide: chunks a hybrid search cannot find by meaning yet
+    (counted by the last ingest), and a --path filter that left nothing."""
+    notes = []
+    pending = int(corpus.manifest.get_meta("dense_pending") or 0) if mode.startswith("hybrid") else 0
+    if pending:
+        notes.append(f"{pending} chunks have no dense vector yet, so only BM25 can find them: "
+                     "re-run `docmem ingest` to fill them")
+    if path and not total:
+        matched, files = len(matching_paths(corpus, path)), len(corpus.manifest.paths())
+        notes.append(f"no file of the {files} in '{corpus.name}' matches --path {path!r}" if not matched else
+                     f"nothing found in the {matched} file{'s' if matched > 1 else ''} matching --path {path!r}")
+    return notes
 
 
 def _lists(corpus: Corpus, query: str, plan: Ranking, cap: int) -> list[VectorQuery]:

@@ -35,7 +35,7 @@ def main() -> None:
         "eval-nested-kv.png": (kv_server_policy, "gpt-4o-mini", [
             "eval", "nested-kv", "--levels", "0-4", "--samples", "10", "--pairs", "140", "--seed", "1"]),
         "eval-doc-qa.png": (qa_server_policy, "llama3.1", [
-            "eval", "doc-qa", "--docs", "1,5,10,20,50", "--questions", "30", "--pool", "600",
+            "eval", "doc-qa", "--docs", "1,5,10,20,50", "--n-questions", "30", "--pool", "600",
             "--data", str(DATA)]),
     }
     try:

@@ -271,11 +271,15 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
     manifest.set_meta("extraction", EXTRACTION_VERSION)
     summary.seconds_extract = time.perf_counter() - started
 
+    if corpus.has_dense:  # so that an interrupted dense stage leaves an honest count behind
+        manifest.set_meta("dense_pending", str(store.count(missing_dense=True)))
     if dense and corpus.has_dense:
         dense_started = time.perf_counter()
         _fill_dense(corpus, summary, emit)
         summary.seconds_dense = time.perf_counter() - dense_started
     summary.dense_pending = store.count(missing_dense=True) if corpus.has_dense else 0
+    manifest.set_meta("dense_pending", str(summary.dense_pending))  # for `docmem corpora`
+    manifest.set_meta("last_ingest", str(now()))
     if summary.chunks_written or summary.chunks_embedded or summary.removed:
         emit(Progress("index", message="optimizing the index"))
         store.optimize()

@@ -285,8 +285,22 @@ def test_doc_qa_needs_its_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, ["eval", "doc-qa", "--dry-run", "--data", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "no nq-open-oracle.jsonl.gz at" in result.output
-    dry = _invoke(["eval", "doc-qa", "--dry-run", "--data", str(DATA), "--questions", "4", "--docs", "1,100"])
+    dry = _invoke(["eval", "doc-qa", "--dry-run", "--data", str(DATA), "--n-questions", "4", "--docs", "1,100"])
     assert re.search(r"baseline\s+│\s+100\s+│\s+4\s+│\s+4\s+│", dry.stdout)
+
+
+def test_doc_qa_data_ships_in_the_package_and_plans_as_json():
+    """No --data: the packaged slice (the same questions and passages as ../shared/data)."""
+    shipped, shared = doc_qa.load(doc_qa.PACKAGED_DATA), doc_qa.load(DATA / doc_qa.SHARED_FILE)
+    assert len(shipped) == len(shared) == 2655
+    assert [(i.question, i.answers, i.gold) for i in shipped] == [(i.question, i.answers, i.gold) for i in shared]
+    assert (doc_qa.PACKAGED_DATA.parent / "LICENSE.lost-in-the-middle").exists()
+    result = CliRunner().invoke(cli, ["eval", "doc-qa", "--dry-run", "--json", "--questions", "3", "--docs", "1,5"])
+    assert result.exit_code == 0, result.output
+    assert "use --n-questions" in result.stderr  # the old name still works, and says so
+    plan = json.loads(result.stdout)
+    assert plan["dry_run"] and {(r["system"], r["x"], r["questions"]) for r in plan["plan"]} == \
+        {("docmem", None, 3), ("baseline", 1, 3), ("baseline", 5, 3)}
 
 
 def test_fixed_context_truncates_in_tokens():

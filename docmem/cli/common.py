@@ -63,8 +63,12 @@ def qdrant_options(fn: F) -> F:
 
 
 def configure_logging(verbose: int) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("pypdf", "httpx", "httpx2", "unstructured"):
-        if verbose < 2:
+    """-v shows docmem's (and ingest's) debug lines, -vv every library's; none: warnings only."""
+    logging.basicConfig(level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        for ours in ("docmem", "ingest"):
+            logging.getLogger(ours).setLevel(logging.DEBUG)
+    if verbose < 2:
+        for noisy in ("pypdf", "httpx", "httpx2", "unstructured"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

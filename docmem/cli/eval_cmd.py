@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -75,22 +76,38 @@ def run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--fresh", is_flag=True, help="Rebuild the eval corpora instead of reusing them."),
         click.option("--label", default=None, help="A note for the plot title (e.g. 'quantized 4-bit')."),
         click.option("--quiet", "-q", is_flag=True, help="No per-question progress on stderr."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="The summary (or the --dry-run plan) as JSON on stdout; progress stays on stderr."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return llm_options(fn)
 
 
-@click.group(name="eval")
-def eval_group() -> None:
+@click.group(name="eval", invoke_without_command=True)
+@click.option("--clean", is_flag=True,
+              help="Delete the corpora evaluations built (under the data home's eval/ folder; "
+                   "`docmem corpora` lists them). The next run rebuilds what it needs.")
+@click.pass_context
+@user_errors
+def eval_group(ctx: click.Context, clean: bool) -> None:
     """Reproduce the MemGPT paper's experiments with any model, against a fixed-context baseline.
 
     \b
     docmem eval nested-kv --levels 0-4 --samples 30 --model gpt-4o-mini
-    docmem eval doc-qa --docs 1,5,10,20,50,100 --questions 50 --model llama3.1 \\
+    docmem eval doc-qa --docs 1,5,10,20,50,100 --n-questions 50 --model llama3.1 \\
         --base-url http://localhost:11434/v1
     docmem eval report docmem-eval/*.jsonl      # table and plot again, several models in one
+    docmem eval --clean                         # delete the eval corpora
     """
+    if clean:
+        from docmem.eval.corpora import clean_eval_corpora
+
+        names, freed = clean_eval_corpora(settings_from(ctx))
+        click.echo(f"Removed {len(names)} eval corpora ({freed / 2**20:.1f} MB)." if names
+                   else "No eval corpora to remove.")
+    elif ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 @eval_group.command("nested-kv")
@@ -118,7 +135,7 @@ def nested_kv_cmd(ctx: click.Context, levels: str, pairs: int, samples: int, **o
 
         rows = nested_kv.plan(params, TokenCounter(settings.model), settings.page_size, options.systems,
                               options.max_questions)
-        _print_plan("nested-kv", "level", rows, options)
+        _print_plan("nested-kv", "level", rows, options, as_json=opts["as_json"])
         return
     _run(settings, options, opts, lambda harness, ingest: nested_kv.run(harness, params, ingest))
 
@@ -126,7 +143,10 @@ def nested_kv_cmd(ctx: click.Context, levels: str, pairs: int, samples: int, **o
 @eval_group.command("doc-qa")
 @click.option("--docs", default="1,5,10,20,50,100", show_default=True,
               help="Values of K: passages the baseline gets in its prompt.")
-@click.option("--questions", type=int, default=50, show_default=True, help="NQ-Open questions to ask.")
+@click.option("--n-questions", "questions", type=int, default=50, show_default=True,
+              help="NQ-Open questions to ask (not `ask --questions FILE`).")
+@click.option("--questions", "questions_alias", type=int, default=None, hidden=True,
+              deprecated="use --n-questions")
 @click.option("--pool", type=int, default=None,
               help="Passages in the corpus: the questions' gold passages plus distractors (default: all).")
 @click.option("--judge", "judge_model", default=None,
@@ -134,17 +154,22 @@ def nested_kv_cmd(ctx: click.Context, levels: str, pairs: int, samples: int, **o
 @run_options
 @click.pass_context
 @user_errors
-def doc_qa_cmd(ctx: click.Context, docs: str, questions: int, pool: int | None, judge_model: str | None,
-               **opts: Any) -> None:
-    """Document QA: NQ-Open questions over a pool of Wikipedia passages, accuracy against K."""
+def doc_qa_cmd(ctx: click.Context, docs: str, questions: int, questions_alias: int | None, pool: int | None,
+               judge_model: str | None, **opts: Any) -> None:
+    """Document QA: NQ-Open questions over a pool of Wikipedia passages, accuracy against K.
+
+    The questions and passages ship with docmem (NQ-Open via lost-in-the-middle; MIT and CC BY-SA,
+    see docmem/eval/data/README.md); --data PATH reads another copy."""
     from docmem.eval import doc_qa
+
+    questions = questions_alias if questions_alias is not None else questions
 
     settings, options = _setup(ctx, "doc-qa", opts)
     ks = _int_list(docs, "--docs")
     if 0 in ks:
         raise click.BadParameter("K starts at 1", param_hint="--docs")
     if questions < 1:
-        raise DocmemError("--questions must be at least 1")
+        raise DocmemError("--n-questions must be at least 1")
     params = doc_qa.QAParams(docs=ks, questions=questions, pool=pool, seed=opts["seed"], data=opts["data"],
                              embedder=opts["embedder"] or settings.embedder, fresh=opts["fresh"])
     doc_qa.select(params)  # fail now on missing data or a bad --pool, before any file is written
@@ -153,7 +178,7 @@ def doc_qa_cmd(ctx: click.Context, docs: str, questions: int, pool: int | None, 
 
         rows = doc_qa.plan(params, TokenCounter(settings.model), settings.page_size, options.systems,
                            options.baseline_window, options.max_questions)
-        _print_plan("doc-qa", "K docs", rows, options, judge=judge_model)
+        _print_plan("doc-qa", "K docs", rows, options, judge=judge_model, as_json=opts["as_json"])
         return
     _run(settings, options, opts, lambda harness, ingest: doc_qa.run(harness, params, ingest), judge_model)
 
@@ -162,18 +187,28 @@ def doc_qa_cmd(ctx: click.Context, docs: str, questions: int, pool: int | None, 
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
               help="Where to draw the plot (default: beside the first file, .png).")
+@click.option("--json", "as_json", is_flag=True, help="The summary as JSON on stdout.")
 @user_errors
-def report_cmd(files: tuple[Path, ...], plot_path: Path | None) -> None:
+def report_cmd(files: tuple[Path, ...], plot_path: Path | None, as_json: bool) -> None:
     """The table and plot of results files again; several files (models) share one plot."""
     from docmem.eval.plot import plot
     from docmem.eval.report import load_runs, print_report, summarize
 
     runs = load_runs(list(files))
     rows = summarize(runs)
-    print_report(runs, rows)
     target = plot_path or (files[0].with_suffix(".png") if len(files) == 1 else
                            files[0].parent / f"{runs[0].task}-comparison.png")
-    click.echo(f"plot: {plot(runs, rows, target)}")
+    drawn = plot(runs, rows, target)
+    if as_json:
+        _echo_json({"task": runs[0].task, "results": [str(f) for f in files], "plot": str(drawn),
+                    "rows": [r.as_dict() for r in rows]})
+        return
+    print_report(runs, rows)
+    click.echo(f"plot: {drawn}")
+
+
+def _echo_json(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 # -- shared plumbing ---------------------------------------------------------------------
@@ -241,22 +276,36 @@ def _run(settings: Settings, options: RunOptions, opts: dict[str, Any],
         raise DocmemError("the run stopped before its first question; nothing was written")
     runs = load_runs([harness.results_path])
     rows = summarize(runs)
-    print_report(runs, rows)
-    out = Console(soft_wrap=True)
-    out.print(f"results: {harness.results_path}", highlight=False)
-    out.print(f"traces:  {harness.traces_dir}/", highlight=False)
+    drawn = None
     if rows:
         try:
-            out.print(f"plot:    {plot(runs, rows, harness.results_path.with_suffix('.png'))}", highlight=False)
+            drawn = plot(runs, rows, harness.results_path.with_suffix('.png'))
         except DocmemError as exc:
             err.print(f"[yellow]No plot: {escape(str(exc))}[/yellow]")
+    if opts["as_json"]:
+        _echo_json({"task": options.task, "results": str(harness.results_path),
+                    "traces": str(harness.traces_dir), "plot": str(drawn) if drawn else None,
+                    "stopped": harness.stopped, "failed": harness.failed,
+                    "rows": [r.as_dict() for r in rows]})
+    else:
+        print_report(runs, rows)
+        out = Console(soft_wrap=True)
+        out.print(f"results: {harness.results_path}", highlight=False)
+        out.print(f"traces:  {harness.traces_dir}/", highlight=False)
+        if drawn:
+            out.print(f"plot:    {drawn}", highlight=False)
     if harness.failed:
         sys.exit(1)
 
 
 def _print_plan(task: str, x_name: str, rows: list[dict[str, Any]], options: RunOptions,
-                judge: str | None = None) -> None:
+                judge: str | None = None, as_json: bool = False) -> None:
     prices = options.prices
+    if as_json:
+        _echo_json({"task": task, "dry_run": True, "plan": [
+            {**row, "cost": None if prices.free else prices.cost(row["tokens_in"], row["tokens_out"])}
+            for row in rows]})
+        return
     grid = Table(title=f"docmem eval {task} --dry-run: expected work (estimates; nothing was called)",
                  title_justify="left")
     for name in ("system", x_name, "questions", "LLM calls", "tokens in", "tokens out", "cost (US$)"):

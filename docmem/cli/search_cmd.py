@@ -33,14 +33,18 @@ def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
             console.print(f"   [green]{escape(heading)}[/green]", highlight=False)
         text = " ".join(c.text.split())
         console.print("   " + escape(text[:width] + ("…" if len(text) > width else "")), highlight=False)
+    for note in page.notes:
+        console.print(f"[yellow]Note:[/yellow] {escape(note)}", highlight=False)
 
 
 @click.command()
 @click.argument("query")
 @corpus_option
-@click.option("--page", "-p", type=int, default=1, show_default=True, help="Page of results (from 1).")
-@click.option("--page-size", "-k", type=int, default=None, help="Results per page (default 5).")
-@click.option("--path", "path_glob", default=None, metavar="GLOB", help="Only files matching this glob, e.g. '*.pdf'.")
+@click.option("--page", "-p", type=click.IntRange(min=1), default=1, show_default=True, help="Page of results (from 1).")
+@click.option("--page-size", "-k", type=click.IntRange(min=1), default=None, help="Results per page (default 5).")
+@click.option("--path", "path_glob", default=None, metavar="GLOB",
+              help="Only files matching this glob, e.g. '*.pdf' (without a '/', also matched against the "
+                   "file name in any folder, as git does).")
 @click.option("--fusion", default=None, help="sections (default: dense-led, by section), dbsf, rrf[:K[:W_BM25,W_DENSE]], bm25 or dense.")
 @click.option("--candidates", type=click.IntRange(1, 10_000), default=None,
               help="Results ranked per query, the most that pages can reach (default 100).")

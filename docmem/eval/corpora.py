@@ -89,3 +89,17 @@ class EvalCorpus:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def clean_eval_corpora(settings: Settings) -> tuple[list[str], int]:
+    """Delete every eval corpus and its source files; (names removed, bytes freed).
+    A corpus an evaluation is using is refused by its lock, and nothing is removed."""
+    from docmem.store.corpus import corpus_names, disk_usage
+
+    home = eval_settings(settings).home
+    names = corpus_names(eval_settings(settings))
+    freed = disk_usage(home) if home.exists() else 0
+    for name in names:
+        delete_corpus(eval_settings(settings), name)
+    shutil.rmtree(home / "sources", ignore_errors=True)
+    return names, freed

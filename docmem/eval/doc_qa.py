@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docmem
 from docmem.errors import DocmemError
 from docmem.eval.corpora import EvalCorpus, IngestFn, corpus_name, doc_hash
 from docmem.eval.harness import Estimate, Harness, Prior, agent_estimate, prompt
@@ -40,6 +39,8 @@ from docmem.store.corpus import Corpus
 from docmem.tokens import TokenCounter
 
 SHARED_FILE = "nq-open-oracle.jsonl.gz"
+# Shipped with docmem (MIT / CC BY-SA, attribution in eval/data/README.md): no --data needed.
+PACKAGED_DATA = Path(__file__).resolve().parent / "data" / SHARED_FILE
 NOT_FOUND = "insufficient information"
 _CHUNK = re.compile(r"chunk ([0-9a-f]{12})-\d+")
 
@@ -83,18 +84,16 @@ class QAItem:
 
 
 def find_data(given: Path | None) -> Path:
-    """--data, else ../shared/data/ beside the current folder or beside the docmem checkout."""
+    """--data (a file, or a folder holding it), else the slice shipped in the package."""
     if given is not None:
         path = given / SHARED_FILE if given.is_dir() else given
         if not path.exists():
             raise DocmemError(f"no {SHARED_FILE} at {given}")
         return path
-    repo = Path(docmem.__file__).resolve().parents[1]
-    for base in (Path.cwd(), Path.cwd().parent, repo.parent):
-        candidate = base / "shared" / "data" / SHARED_FILE
-        if candidate.exists():
-            return candidate
-    raise DocmemError(f"doc-qa needs {SHARED_FILE} (NQ-Open with gold passages): pass --data PATH")
+    if not PACKAGED_DATA.exists():
+        raise DocmemError(f"doc-qa needs {SHARED_FILE} (NQ-Open with gold passages), missing from this "
+                          f"install at {PACKAGED_DATA}: pass --data PATH")
+    return PACKAGED_DATA
 
 
 @functools.cache

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from docmem.store.base import ArchivalStore
 from docmem.store.lock import CorpusLock
 from docmem.store.manifest import Manifest
 
+log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -66,10 +69,34 @@ def corpus_dir(settings: Settings, name: str) -> Path:
     return settings.corpora_dir / name
 
 
+def corpus_names(settings: Settings) -> list[str]:
+    if not settings.corpora_dir.is_dir():
+        return []
+    return sorted(d.name for d in settings.corpora_dir.iterdir() if (d / "manifest.sqlite").exists())
+
+
+def default_corpus(settings: Settings, *, strict: bool = True) -> str:
+    """The corpus to read when none is named: ``settings.corpus`` if a layer named it or it
+    exists, else the only corpus there is. With several and ``strict``, say which exist."""
+    name = settings.corpus
+    if settings.corpus_given or (corpus_dir(settings, name) / "manifest.sqlite").exists():
+        return name
+    names = corpus_names(settings)
+    if len(names) == 1:
+        log.debug("no corpus %r: using %r, the only one", name, names[0])
+        return names[0]
+    if names and strict:
+        raise CorpusNotFound(f"no corpus '{name}'; there are {len(names)}: {', '.join(names)}. "
+                             f"Pick one with --corpus NAME (or corpus = \"NAME\" in config.toml)")
+    return name
+
+
 def open_corpus(settings: Settings, name: str | None = None, *, create: bool = False,
                 embedder: str | None = None) -> Corpus:
-    """Open (or with create=True, make) a corpus; refuse a different embedder than it has."""
-    name = name or settings.corpus
+    """Open (or with create=True, make) a corpus; refuse a different embedder than it has.
+    Without a name, reading falls back to the only corpus there is (``default_corpus``)."""
+    name = name or (settings.corpus if create else default_corpus(settings))
+    started = time.perf_counter()
     _check_name(name)
     directory = corpus_dir(settings, name)
     manifest_path = directory / "manifest.sqlite"
@@ -102,6 +129,8 @@ def open_corpus(settings: Settings, name: str | None = None, *, create: bool = F
     except BaseException:
         lock.release()
         raise
+    log.debug("opened corpus %r (%s, embedder %s, %s-d) in %.0f ms", name, backend, spec, dim or 0,
+              (time.perf_counter() - started) * 1000)
     return Corpus(name, directory, manifest, store, spec, lock, settings)
 
 
@@ -118,7 +147,7 @@ def _open_store(settings: Settings, name: str, directory: Path, backend: str, di
     return ServerStore.connect(url, settings.qdrant_api_key, f"docmem_{name}", dim)
 
 
-def _du(path: Path) -> int:
+def disk_usage(path: Path) -> int:
     """Blocks really used: Qdrant preallocates sparse files far larger than their data."""
     return sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file())
 
@@ -126,19 +155,18 @@ def _du(path: Path) -> int:
 def list_corpora(settings: Settings) -> list[CorpusInfo]:
     """Read each manifest without opening the store, so a corpus in use still lists."""
     out = []
-    if not settings.corpora_dir.exists():
-        return out
-    for directory in sorted(settings.corpora_dir.iterdir()):
-        path = directory / "manifest.sqlite"
-        if not path.exists():
-            continue
-        manifest = Manifest(path)
+    for name in corpus_names(settings):
+        directory = corpus_dir(settings, name)
+        manifest = Manifest(directory / "manifest.sqlite")
         try:
             files, failed, chunks = manifest.totals()
+            pending = manifest.get_meta("dense_pending")
             out.append(CorpusInfo(
-                name=directory.name, files=files, failed=failed, chunks=chunks,
+                name=name, files=files, failed=failed, chunks=chunks,
                 embedder=manifest.get_meta("embedder") or "?", dim=int(manifest.get_meta("dim") or 0),
-                backend=manifest.get_meta("backend") or "edge", bytes_on_disk=_du(directory),
+                backend=manifest.get_meta("backend") or "edge", bytes_on_disk=disk_usage(directory),
+                roots=manifest.roots(), last_ingest=manifest.last_ingest(),
+                dense_pending=int(pending) if pending is not None else None,
             ))
         finally:
             manifest.close()

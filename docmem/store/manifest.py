@@ -103,6 +103,17 @@ class Manifest:
         ).fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
+    def roots(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT root FROM files ORDER BY root")]
+
+    def last_ingest(self) -> float | None:
+        """When the last ingest finished (recorded), else when a file was last written."""
+        recorded = self.get_meta("last_ingest")
+        if recorded is not None:
+            return float(recorded)
+        row = self.db.execute("SELECT MAX(ingested_at) FROM files").fetchone()
+        return row[0]
+
     def close(self) -> None:
         self.db.close()
 

@@ -26,6 +26,7 @@ from docmem.api.ops import follow_job
 from docmem.api.owner import Docmem
 from docmem.api.protocol import CorpusView
 from docmem.schema import IngestOptions
+from docmem.store.corpus import default_corpus
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary, Progress
@@ -108,7 +109,7 @@ class Workspace:
         self.session = session
         self.max_steps = max_steps
         self.recall = Recall(recall_path(settings), session)
-        self.corpus_name = corpus or self._session_corpus() or settings.corpus
+        self.corpus_name = corpus or self._session_corpus() or default_corpus(settings, strict=False)
         self.service = Docmem(settings, workers=1)  # spawned workers would write to Textual's terminal
         self.corpus: CorpusView | None = None
         self.agent: Agent | None = None
