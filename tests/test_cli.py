@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from docmem.cli.main import cli
@@ -44,6 +45,20 @@ def test_without_corpus_the_only_one_is_used_and_several_are_named(tmp_path: Pat
     assert "no corpus 'nope'" in _run("search", "cats", "--corpus", "nope", ok=False).output
     (docmem_home / "config.toml").write_text('corpus = "pets"\n')
     assert json.loads(_run("search", "cats purr", "--json").stdout)["hits"]
+
+
+def test_the_service_resolves_an_unnamed_corpus_the_same_way(tmp_path: Path):
+    from docmem.api import connect
+    from docmem.config import load_settings
+    from docmem.errors import CorpusNotFound
+
+    _ingest(tmp_path, "pets", CATS)
+    with connect(load_settings()) as service:
+        assert service.search("cats purr").hits[0].chunk.path == "pets/cats.txt"
+    _ingest(tmp_path, "other", {"a.txt": "Nothing about felines."})
+    with connect(load_settings()) as service:
+        with pytest.raises(CorpusNotFound, match="there are 2: other, pets"):
+            service.search("cats")
 
 
 def test_search_says_what_ran_and_why_nothing_was_found(tmp_path: Path):
@@ -128,6 +143,7 @@ def test_help_and_corpora_import_nothing_heavy():
     """What keeps `--help` and `docmem corpora` under 0.3 s (bench/cli_startup.py times it)."""
     script = f"""
 import sys
+import pytest
 from click.testing import CliRunner
 from docmem.cli.main import cli
 runner = CliRunner()
