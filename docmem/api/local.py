@@ -17,7 +17,7 @@ from docmem.api.jobs import Job, JobQueue
 from docmem.config import Settings
 from docmem.errors import EmbedderMismatch
 from docmem.schema import CorpusInfo, IngestOptions, ReadPage, SearchPage
-from docmem.store.corpus import Corpus, default_corpus, delete_corpus, list_corpora, open_corpus
+from docmem.store.corpus import Corpus, delete_corpus, list_corpora, open_corpus, resolve_corpus
 
 if TYPE_CHECKING:
     from docmem.agent.loop import Step
@@ -49,9 +49,7 @@ class LocalService:
 
     def open_corpus(self, name: str | None = None, *, create: bool = False,
                     embedder: str | None = None) -> Corpus:
-        # Unnamed: creating means 'default' (or the configured corpus); reading means that, or
-        # the only corpus there is, or an error naming the ones that exist.
-        name = name or (self.settings.corpus if create else default_corpus(self.settings))
+        name = resolve_corpus(self.settings, name, create=create)
         with self._lock:
             corpus = self._corpora.get(name)
             if corpus is None:

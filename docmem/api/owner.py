@@ -30,7 +30,7 @@ from docmem.api.remote import OwnerGone, RemoteCorpus, RemoteService
 from docmem.config import Settings
 from docmem.errors import CorpusInUse, DocmemError
 from docmem.schema import JOB_DONE, JOB_FAILED, JOB_QUEUED, CorpusInfo, IngestOptions, JobEvent, ReadPage, SearchPage
-from docmem.store.corpus import Corpus, corpus_dir
+from docmem.store.corpus import Corpus, corpus_dir, resolve_corpus
 
 if TYPE_CHECKING:
     from docmem.agent.loop import Step
@@ -211,7 +211,7 @@ class Docmem:
     def route(self, name: str | None = None, *, create: bool = False,
               embedder: str | None = None) -> LocalService | RemoteService:
         """This process's service if it owns the corpus or can open it, else its owner's."""
-        name = name or self.settings.corpus
+        name = resolve_corpus(self.settings, name, create=create)
         if self.local.owns(name):
             return self.local
         if name in self._routes:
@@ -244,7 +244,7 @@ class Docmem:
 
     def _do(self, name: str | None, fn: Callable[[Any], Any], *, create: bool = False,
             embedder: str | None = None) -> Any:
-        name = name or self.settings.corpus
+        name = resolve_corpus(self.settings, name, create=create)
         try:
             return fn(self.route(name, create=create, embedder=embedder))
         except OwnerGone:
@@ -269,7 +269,7 @@ class Docmem:
             self._do(name, lambda b: b.delete_corpus(name))
 
     def open_corpus(self, name: str | None = None, *, create: bool = False, embedder: str | None = None) -> Any:
-        name = name or self.settings.corpus
+        name = resolve_corpus(self.settings, name, create=create)
 
         def view_of(backend: LocalService | RemoteService) -> Any:
             if isinstance(backend, LocalService):

@@ -19,6 +19,7 @@ from docmem.api import ops
 from docmem.api.codec import ALLOWED, decode, encode
 from docmem.config import Settings
 from docmem.schema import CorpusInfo, IngestOptions, JobEvent, ReadPage, SearchPage
+from docmem.store.corpus import resolve_corpus
 
 if TYPE_CHECKING:
     from docmem.agent.loop import Step
@@ -172,7 +173,7 @@ class RemoteService:
             raise OwnerGone(f"no corpus owner at {self.address} ({exc})") from exc
 
     def _name(self, corpus: str | None) -> str:
-        return corpus or self.settings.corpus
+        return resolve_corpus(self.settings, corpus)  # the owner shares this data home
 
     def corpora(self) -> list[CorpusInfo]:
         return [CorpusInfo(**i) for i in self.get("/v1/corpora")]

@@ -91,11 +91,17 @@ def default_corpus(settings: Settings, *, strict: bool = True) -> str:
     return name
 
 
+def resolve_corpus(settings: Settings, name: str | None, *, create: bool = False) -> str:
+    """The corpus a command means: ``name``; unnamed, 'default' (or the configured one) to
+    create, and to read that or the only corpus there is (``default_corpus``)."""
+    return name or (settings.corpus if create else default_corpus(settings))
+
+
 def open_corpus(settings: Settings, name: str | None = None, *, create: bool = False,
                 embedder: str | None = None) -> Corpus:
     """Open (or with create=True, make) a corpus; refuse a different embedder than it has.
     Without a name, reading falls back to the only corpus there is (``default_corpus``)."""
-    name = name or (settings.corpus if create else default_corpus(settings))
+    name = resolve_corpus(settings, name, create=create)
     started = time.perf_counter()
     _check_name(name)
     directory = corpus_dir(settings, name)
