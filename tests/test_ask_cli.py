@@ -78,6 +78,14 @@ def test_ask_human_output_and_sessions(sample, server):
     assert any(m["role"] == "user" and "rabbit hole" in (m["content"] or "") for m in last)
     listing = runner.invoke(cli, ["sessions", "--json"]).stdout
     assert [s["name"] for s in json.loads(listing)] == ["research"]
+    deleted = runner.invoke(cli, ["sessions", "--delete", "research"], catch_exceptions=False)
+    assert deleted.exit_code == 0 and "Deleted session 'research'" in deleted.stdout
+    assert json.loads(runner.invoke(cli, ["sessions", "--json"]).stdout) == []
+    gone = runner.invoke(cli, ["sessions", "--delete", "research"])
+    assert gone.exit_code == 1 and "no session 'research'" in gone.output
+    # A new session of that name starts empty: nothing of the old one is sent.
+    runner.invoke(cli, ["ask", "And what did she drink?", *args], catch_exceptions=False)
+    assert not any("rabbit hole" in (m["content"] or "") for m in server.chat_requests[-1]["messages"])
 
 
 def test_fake_server_answers_every_question_of_a_session(sample, server):

@@ -136,6 +136,14 @@ def test_answers_file_drops_a_partial_last_line(tmp_path):
         AnswersFile(path).load()
 
 
+def test_records_that_named_a_citation_file_read_as_path(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps({"id": "q1", "status": "answered", "citations": [
+        {"n": 1, "file": "apples.txt", "page": None, "chunk_id": "59ab71a6c8ab-0"}]}) + "\n")
+    [record] = AnswersFile(path).load().latest().values()
+    assert record["citations"] == [{"n": 1, "path": "apples.txt", "page": None, "chunk_id": "59ab71a6c8ab-0"}]
+
+
 # -- a mixed batch ---------------------------------------------------------------------------
 
 
@@ -150,14 +158,15 @@ def test_mixed_batch_writes_jsonl_csv_and_markdown(corpus_root, server, tmp_path
     result = run(server, *args)
     assert result.exit_code == 1, result.output  # one question failed
     assert "5 questions: ran 5: 3 answered, 1 abstained, 1 failed" in result.stdout
-    assert re.search(r"\[\d/5\] error bad \(.*answered 500 Internal Server Error 5 times", result.stderr)
+    assert re.search(r"\[\d/5\] error bad \"FAIL: which volcano erupts in Europe\?\" \(.*answered 500 "
+                     r"Internal Server Error 5 times", result.stderr)
 
     recs = {r["id"]: r for r in records(out)}
     assert [r["id"] for r in records(out)] == ["t0", "t1", "t2", "nf", "bad"]  # compacted in file order
     for n, path in enumerate(DOCS):
         r = recs[f"t{n}"]
         assert r["status"] == "answered" and r["fields"] == {"owner": "ana"}
-        assert [c["file"] for c in r["citations"]] == [path] and all(c["verified"] for c in r["citations"])
+        assert [c["path"] for c in r["citations"]] == [path] and all(c["verified"] for c in r["citations"])
         assert r["citations"][0]["content_hash"] and r["steps"] == 2 and r["tokens_in"] > 0 and r["seconds"] > 0
         assert r["model"] == "gpt-4o-mini" and r["corpus_state"] == r["checked_state"]
     assert recs["nf"]["status"] == "abstained" and recs["nf"]["searches"][0]["total"] == 0
@@ -343,7 +352,7 @@ def test_rerun_stale_reanswers_only_what_an_edit_affected(corpus_root, server, t
     args = ["--questions", str(qfile), "--out", str(out), "--out", str(report), "-j", "4"]
     assert run(server, *args).exit_code == 0
     first = {r["id"]: r for r in records(out)}
-    by_file = {path: [i for i, r in first.items() if r["citations"] and r["citations"][0]["file"] == path]
+    by_file = {path: [i for i, r in first.items() if r["citations"] and r["citations"][0]["path"] == path]
                for path in DOCS}
     assert all(len(ids) == 2 for ids in by_file.values())
 
@@ -448,7 +457,7 @@ def test_share_memory_lets_later_questions_reuse_notes(settings, corpus_root, tm
     assert result.exit_code == 0, result.output
     first, second = records(out)
     assert first["status"] == second["status"] == "answered"
-    assert first["citations"][0]["file"] == second["citations"][0]["file"] == "apples.txt"
+    assert first["citations"][0]["path"] == second["citations"][0]["path"] == "apples.txt"
     assert first["steps"] == 4 and calls == (4 + 2 if share else 4 + 4)
     assert second["steps"] == (2 if share else 4)
     if share:

@@ -23,6 +23,7 @@ from docmem.llm.scripted import ScriptedProcessor, call, text
 from docmem.protocols import LLMError
 from docmem.tui import ChatApp, make_app
 from docmem.tui.passages import find_quote, merge
+from docmem.tui.runtime import saved_sessions
 from docmem.tui.screens import HelpScreen, SessionScreen, SourceScreen
 from docmem.tui.widgets import ActivityItem, AgentText, AnswerView, MemoryGauge, Notice, UserMessage
 from tests.agent_helpers import build_corpus, citing_server_policy, last_tool_result
@@ -417,6 +418,21 @@ def test_session_resumes_from_the_list_with_history_and_memory(pumps):
         assert any(m["role"] == "user" and m["content"] == QUESTION for m in sent)  # memory came back
 
     drive(again, second)
+
+
+def test_a_chat_with_no_question_is_not_saved_and_resume_names_the_llm(pumps):
+    from docmem.cli.chat_cmd import resume_command
+
+    app = make_app(pumps, processor=ScriptedProcessor(), session="idle", pick_session=False)
+
+    async def body(pilot):  # type: ignore[no-untyped-def]
+        assert [s.name for s in saved_sessions(pumps)] == ["idle"]  # listed while it is open
+
+    drive(app, body)
+    assert app.workspace_session is None and saved_sessions(pumps) == []
+    settings = load_settings(model="llama3.1:8b", base_url="http://localhost:11434/v1", api_key="sk-secret")
+    assert resume_command(settings, "my notes") == \
+        "docmem chat --session 'my notes' --model llama3.1:8b --base-url http://localhost:11434/v1"
 
 
 # -- slash commands: corpus, ingest, help, clear ----------------------------------------------------

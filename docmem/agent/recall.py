@@ -143,5 +143,19 @@ class Recall:
         ).fetchall()
         return [SessionInfo(*r) for r in rows]
 
+    def delete_session(self, name: str) -> bool:
+        """Forget a session: its saved state and every event (and their full-text index rows)."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("INSERT INTO events_fts(events_fts, rowid, content) "
+                            "SELECT 'delete', id, content FROM events WHERE session=?", (name,))
+            self.db.execute("DELETE FROM events WHERE session=?", (name,))
+            found = self.db.execute("DELETE FROM sessions WHERE name=?", (name,)).rowcount > 0
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return found
+
     def close(self) -> None:
         self.db.close()

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 from docmem.agent.loop import Agent
 from docmem.agent.recall import Recall
 from docmem.config import Settings
+from docmem.errors import CorpusNotFound, DocmemError
 from docmem.protocols import Processor
 from docmem.store.corpus import open_corpus
 
@@ -48,3 +49,22 @@ def open_agent(settings: Settings, *, session: str | None = None, processor: Pro
             if not session:  # a one-off question's notes die with it
                 corpus.store.delete_scope(agent.state.notes_scope)
             recall.close()
+
+
+def delete_session(service: Any, name: str) -> None:
+    """Delete a saved session: its recall, its state, and the notes it stored in its corpus's
+    archival storage (through ``service``, a ``docmem.api`` service, so a corpus another
+    process serves is reached through it). The notes go first: a failure deletes nothing."""
+    settings = service.settings
+    info = next((s for s in service.sessions() if s.name == name), None)
+    if info is None:
+        raise DocmemError(f"no session '{name}': `docmem sessions` lists them")
+    try:
+        service.open_corpus(info.corpus).store.delete_scope(name)
+    except CorpusNotFound:
+        pass  # its corpus was deleted already, and its notes with it
+    recall = Recall(recall_path(settings), name)
+    try:
+        recall.delete_session(name)
+    finally:
+        recall.close()

@@ -38,7 +38,7 @@ def make_record(question: Question, result: AnswerResult, *, seconds: float, mod
         "status": status,
         "answer": result.answer,
         "citations": [{
-            "n": n, "file": c.path, "page": c.page, "quote": c.quote, "chunk_id": c.chunk_id,
+            "n": n, "path": c.path, "page": c.page, "quote": c.quote, "chunk_id": c.chunk_id,
             "verified": c.verified, "score": c.score, "content_hash": c.content_hash,
             **({"reason": c.reason} if c.reason else {}),
         } for n, c in enumerate(result.citations, start=1)],
@@ -120,6 +120,9 @@ class AnswersFile:
         if not isinstance(record, dict) or "id" not in record or "status" not in record:
             raise DocmemError(f"{self.path}:{n}: not an answer record (no id or status); fix or delete "
                               "that line")
+        for citation in record.get("citations") or []:  # records before 2026-12 said "file"
+            if isinstance(citation, dict) and "file" in citation and "path" not in citation:
+                citation["path"] = citation.pop("file")
         return record
 
     # -- writing ---------------------------------------------------------------------

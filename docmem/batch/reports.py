@@ -100,7 +100,7 @@ def _inert(value: Any) -> Any:
 
 
 def _where(c: dict[str, Any]) -> str:
-    return (c.get("file") or "?") + (f" p.{c['page']}" if c.get("page") is not None else "")
+    return (c.get("path") or "?") + (f" p.{c['page']}" if c.get("page") is not None else "")
 
 
 # -- Markdown ---------------------------------------------------------------------------

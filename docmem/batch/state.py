@@ -57,10 +57,10 @@ def stale_reasons(corpus: Corpus, records: Iterable[dict[str, Any]]) -> dict[str
     for record in records:
         reasons = []
         for c in record.get("citations") or []:
-            where = f"{c.get('file') or '?'}" + (f" p.{c['page']}" if c.get("page") is not None else "")
+            where = f"{c.get('path') or '?'}" + (f" p.{c['page']}" if c.get("page") is not None else "")
             now = current.get(c.get("chunk_id"))
-            if now is None and (c.get("file"), c.get("content_hash")) in moved:
-                chunk = moved[c["file"], c["content_hash"]]
+            if now is None and (c.get("path"), c.get("content_hash")) in moved:
+                chunk = moved[c["path"], c["content_hash"]]
                 c.update(chunk_id=chunk.id, page=chunk.page)
             elif now is None:
                 reasons.append(f"cited chunk {c.get('chunk_id')} ({where}) disappeared")
@@ -75,7 +75,7 @@ def _moved_chunks(corpus: Corpus, citations: list[dict[str, Any]], scopes: set[s
     """(file, text hash) -> the chunk of that file that now holds exactly that text (never
     another session's note)."""
     found: dict[tuple[str, str], Chunk] = {}
-    for path in sorted({c["file"] for c in citations if c.get("file") and c.get("content_hash")}):
+    for path in sorted({c["path"] for c in citations if c.get("path") and c.get("content_hash")}):
         for chunk in corpus.store.neighbours(path, 0, 2**31 - 1):
             if any(chunk.visible_to(s) for s in scopes | {None}):
                 found.setdefault((path, text_hash(chunk.text)), chunk)

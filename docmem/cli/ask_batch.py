@@ -159,7 +159,14 @@ class _View:
                 r = event.record
                 what = r.get("error") if r["status"] == "error" else f"{len(r.get('citations') or [])} citations"
                 self.err.print(f"[{event.done}/{event.total}] {r['status']} {escape(str(r['id']))} "
-                               f"({r.get('seconds')} s, {escape(str(what))})")
+                               f"{escape(_start(r.get('question') or ''))} ({r.get('seconds')} s, "
+                               f"{escape(str(what))})")
+
+
+def _start(question: str, width: int = 48) -> str:
+    """The question's first words, quoted, so a progress line says which one it was."""
+    flat = " ".join(question.split())
+    return f'"{flat}"' if len(flat) <= width else f'"{flat[:width].rsplit(" ", 1)[0]}…"'
 
 
 def _tally(event: BatchProgress) -> str:

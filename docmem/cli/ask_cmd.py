@@ -179,13 +179,20 @@ def _print_result(result) -> None:  # type: ignore[no-untyped-def]
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")
+@click.option("--delete", "delete", metavar="NAME", default=None,
+              help="Delete a session: its memory, recall and the notes it stored in its corpus.")
 @click.pass_context
 @user_errors
-def sessions(ctx: click.Context, as_json: bool) -> None:
-    """List saved sessions (created with --session NAME)."""
+def sessions(ctx: click.Context, as_json: bool, delete: str | None) -> None:
+    """List saved sessions (created with --session NAME, or by `docmem chat`)."""
+    from docmem.agent.session import delete_session
     from docmem.api import connect
 
     with connect(settings_from(ctx)) as service:
+        if delete:
+            delete_session(service, delete)
+            click.echo(f"Deleted session '{delete}'.")
+            return
         infos = service.sessions()
     if as_json:
         click.echo(json.dumps([i.__dict__ for i in infos], indent=2))

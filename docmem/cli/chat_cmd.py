@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -11,6 +12,7 @@ import click
 
 from docmem.cli.ask_cmd import llm_options
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, user_errors
+from docmem.config import Settings
 from docmem.store.lock import private_file
 
 
@@ -66,4 +68,14 @@ def chat(ctx: click.Context, corpus: str | None, session: str | None, new_sessio
                            "chat (it owns the corpus)…", err=True)
             app.close_workspace()
     if app.workspace_session:
-        click.echo(f"Session saved. Resume with: docmem chat --session {app.workspace_session}")
+        click.echo(f"Session saved. Resume with: {resume_command(settings, app.workspace_session)}")
+
+
+def resume_command(settings: Settings, session: str) -> str:
+    """The command that resumes ``session`` with the same LLM (never the API key)."""
+    parts = ["docmem", "chat", "--session", shlex.quote(session)]
+    if settings.model:
+        parts += ["--model", shlex.quote(settings.model)]
+    if settings.base_url:
+        parts += ["--base-url", shlex.quote(settings.base_url)]
+    return " ".join(parts)

@@ -95,11 +95,19 @@ def plot(runs: list[Run], rows: list[Row], path: Path) -> Path:
         ax.set_ylabel("accuracy")
         ax.grid(True, alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(loc="best", fontsize=8.5, frameon=True, framealpha=0.9)
-        fig.text(0.01, 0.032, details, fontsize=7.5, color="#555555")
-        fig.text(0.01, 0.008, f"docmem eval · {source} · drawn {datetime.now():%Y-%m-%d %H:%M}",
+        # The legend goes below the axes: inside, wherever it sits, some result can run under it.
+        handles, labels = ax.get_legend_handles_labels()
+        ncol = 2 if len(labels) > 3 else 1
+        legend_in = 0.12 + 0.19 * -(-len(labels) // ncol)
+        footer_in = 0.3
+        height = 5.6 + legend_in
+        fig.set_size_inches(8.5, height)
+        fig.legend(handles, labels, loc="lower left", bbox_to_anchor=(0.01, footer_in / height), ncol=ncol,
+                   fontsize=8, frameon=False, borderaxespad=0.2, columnspacing=1.5)
+        fig.text(0.01, 0.18 / height, details, fontsize=7.5, color="#555555")
+        fig.text(0.01, 0.045 / height, f"docmem eval · {source} · drawn {datetime.now():%Y-%m-%d %H:%M}",
                  fontsize=7, color="#888888")
-        fig.tight_layout(rect=(0, 0.05, 1, 1))
+        fig.tight_layout(rect=(0, (footer_in + legend_in) / height, 1, 1))
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png")
     finally:

@@ -705,8 +705,8 @@ class ChatApp(App[None]):
             return
         if ws.agent is not None:
             ws.agent.interrupt.set()
-        if self.idle.wait(timeout):
-            ws.close()
+        if self.idle.wait(timeout) and not ws.close():
+            self.workspace_session = None  # nothing was asked: nothing to resume
         self.workspace = None
 
 

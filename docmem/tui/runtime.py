@@ -138,12 +138,17 @@ class Workspace:
         if old is not None and old.name != corpus.name:
             self.service.release(old.name)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Save and close; a session in which nothing was ever said is not kept. True: saved."""
         if self.agent is not None:
             self.agent.save()
         self.service.close()
         self.agent = self.corpus = None
+        kept = self.recall.count() > 0
+        if not kept:
+            self.recall.delete_session(self.session)
         self.recall.close()
+        return kept
 
     def _text(self, delta: str) -> None:
         if self.on_text is not None:
