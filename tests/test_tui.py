@@ -7,6 +7,7 @@ waits for observable transitions (workers finished, the app idle), never for tim
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import shutil
 import threading
@@ -26,7 +27,7 @@ from docmem.tui.passages import find_quote, merge
 from docmem.tui.runtime import saved_sessions
 from docmem.tui.screens import HelpScreen, SessionScreen, SourceScreen
 from docmem.tui.widgets import ActivityItem, AgentText, AnswerView, MemoryGauge, Notice, UserMessage
-from tests.agent_helpers import build_corpus, citing_server_policy, last_tool_result
+from tests.agent_helpers import build_corpus, citing_server_policy, current_turn, last_tool_result, quotable
 from tests.fake_openai import FakeOpenAI
 
 PUMPS = {f"pump{i:02d}.txt": f"Pump {i}\n\nMaintenance schedule: the maintenance schedule of pump {i} "
@@ -310,6 +311,40 @@ def test_escape_interrupts_a_long_chain_and_queued_message_runs_next(pumps):
     drive(app, body)
 
 
+def test_a_message_sent_while_the_agent_works_gets_its_answer_under_it(pumps):
+    reached, release = threading.Event(), threading.Event()
+
+    def policy(messages, tools):  # type: ignore[no-untyped-def]
+        if not tools:
+            return text("Summary.")
+        question, turn = current_turn(messages)
+        if not any(m["role"] == "tool" for m in turn):
+            if "turbine" not in question:  # hold the first question until the second is queued
+                reached.set()
+                assert release.wait(10)
+            return call("archival_search", query=question, request_heartbeat=True)
+        chunk_id, where, passage = re.search(r"\[1\] chunk (\S+) \| (\S+)[^\n]*\n([^\n]+)",
+                                             last_tool_result(messages)).groups()  # type: ignore[union-attr]
+        quote = quotable(passage)
+        return call("answer", text=f"From {where}: {quote} [1]", citations=[{"chunk_id": chunk_id, "quote": quote}])
+
+    app = make_app(pumps, processor=ScriptedProcessor(policy=policy), session="s1", pick_session=False)
+
+    async def body(pilot):  # type: ignore[no-untyped-def]
+        await send(pilot, "pump 3 maintenance schedule")
+        assert await asyncio.to_thread(reached.wait, 10)
+        await send(pilot, "turbine flange bolts torque")  # while the agent works: queued
+        release.set()
+        await settle(app, pilot)
+        shown = [("you", w.text) if isinstance(w, UserMessage) else ("answer", w.result.citations[0].path)
+                 for w in app.conversation.children if isinstance(w, (UserMessage, AnswerView))]
+        assert shown == [("you", "pump 3 maintenance schedule"), ("answer", "pump03.txt"),
+                         ("you", "turbine flange bolts torque"), ("answer", "turbine.txt")]
+        assert all(a.result.citations[0].verified for a in app.query(AnswerView))
+
+    drive(app, body)
+
+
 # -- memory pressure -------------------------------------------------------------------------------
 
 
@@ -519,3 +554,39 @@ def test_a_reply_citing_nothing_after_a_search_is_marked_unverified(pumps):
         assert not app.query(AnswerView)  # it is not shown as an answer
 
     drive(app, body)
+
+
+def test_escape_interrupts_the_fake_servers_slow_chain(pumps):
+    """The fake server's multi-step mode (search, read three hits, answer; 0.3 s a reply), as
+    `python -m tests.fake_openai --reads 3` serves it: Esc stops the chain at the next step."""
+    with FakeOpenAI(model="fake", latency=0.3) as server:
+        server.policy = functools.partial(citing_server_policy, reads=3)
+        app = make_app(load_settings(model=server.model, base_url=server.url), session="s1", pick_session=False)
+
+        async def body(pilot):  # type: ignore[no-untyped-def]
+            await send(pilot, "pump maintenance schedule")  # 15 hits: search, read 3 of them, answer
+            await until(pilot, lambda: any(i.line.startswith("reading ") for i in app.query(ActivityItem)))
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert any(n.startswith("Interrupted.") for n in notices(app)), "\n".join(
+                notices(app)[1:] + [i.line for i in app.query(ActivityItem)])
+            assert not app.query(AnswerView)
+            queue = app.workspace.agent.ctx.queue
+            names = [c["function"]["name"] for m in queue for c in m.get("tool_calls") or []]
+            assert names[0] == "archival_search" and "answer" not in names and 2 <= len(names) < 4
+            assert queue[-1]["content"] == "[system] The user interrupted you. Stop and wait."
+            # The next question is answered normally, from its own search.
+            await send(pilot, "turbine flange bolts torque")
+            await settle(app, pilot)
+            assert app.query_one(AnswerView).result.citations[0].path == "turbine.txt"
+            assert app.query_one(AnswerView).result.citations[0].verified
+
+        drive(app, body)
+
+
+def test_activity_lines_are_cut_between_words():
+    from docmem.agent.describe import clip
+
+    reason = "[1] 048d5bbc07e2-7: quote too short; re-read it with open_document(chunk_id='048d5bbc07e2-7') and copy"
+    assert clip(reason, 80) == "[1] 048d5bbc07e2-7: quote too short; re-read it with…"
+    assert clip("short", 80) == "short"

@@ -9,6 +9,16 @@ from docmem.agent.loop import CallStep, FinalStep, LLMStep, MemoryStep, MessageS
 _HEADER = re.compile(r"Showing (?:results|messages) \d+-\d+ of (\S+) .*?\(page (\d+) of (\S+)\)")
 
 
+def clip(text: str, width: int) -> str:
+    """At most ``width`` characters, cut between words with an ellipsis, never inside a token
+    (a chunk id cut in half reads as another id)."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[:width - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
 def describe(step: Step) -> str | None:
     if isinstance(step, LLMStep):
         u = step.usage
@@ -25,7 +35,7 @@ def describe(step: Step) -> str | None:
 def _call(step: CallStep) -> str:
     args = step.arguments or {}
     if not step.ok:
-        return f"{step.name} failed: {step.result.removeprefix('FAILED: ')[:160]}"
+        return f"{step.name} failed: {clip(step.result.removeprefix('FAILED: '), 160)}"
     if step.name == "archival_search":
         match = _HEADER.search(step.result)
         where = f" in {args['path']}" if args.get("path") else ""

@@ -388,7 +388,7 @@ class ChatApp(App[None]):
     def _flush_notice(self, step: MemoryStep) -> None:
         """One notice per flush, however many eviction passes it took."""
         reason = step.detail.split(": evicted")[0]
-        last = self.conversation.children[-1] if self.conversation.children else None
+        last = self.conversation.last()
         if isinstance(last, Notice) and last.has_class("-flush") and last.text.startswith(f"Memory flush ({reason})"):
             self._flushed += step.evicted
             passes = f" in {self._flush_passes + 1} passes"
@@ -418,7 +418,7 @@ class ChatApp(App[None]):
             self.notice("⚠ unverified: this reply cites no verified passage. Ask again for a cited answer.",
                         "warning")
         elif result.status == "yielded" and not result.answer and not isinstance(
-                self.conversation.children[-1] if self.conversation.children else None, AgentText):
+                self.conversation.last(), AgentText):
             self.notice("(The agent is waiting for your next message.)")
 
     def _add_answer(self, result) -> AnswerView:  # type: ignore[no-untyped-def]

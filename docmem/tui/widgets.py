@@ -127,9 +127,18 @@ class Conversation(VerticalScroll):
         self.anchor()
 
     def add(self, widget: Widget) -> Widget:
-        self.mount(widget)
+        """Append; while messages wait in the queue, what the current turn adds (its answer,
+        notices, streamed text) goes above them, so each answer sits under its question."""
+        queued = None if widget.has_class("-queued") else next(
+            (w for w in self.children if w.has_class("-queued")), None)
+        self.mount(widget, before=queued) if queued is not None else self.mount(widget)
         self.anchor()
         return widget
+
+    def last(self) -> Widget | None:
+        """The newest widget of the current turn (queued messages wait below it)."""
+        current = [w for w in self.children if not w.has_class("-queued")]
+        return current[-1] if current else None
 
     def answers(self) -> list[AnswerView]:
         return list(self.query(AnswerView))
