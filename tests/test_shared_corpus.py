@@ -66,7 +66,7 @@ def test_commands_in_other_processes_go_through_the_open_chat(pumps, tmp_path):
                                             "--base-url", llm.url, "--api-key", "sk-test", "--quiet")
             assert batch.returncode == 0, batch.stderr + batch.stdout
             record = json.loads((tmp_path / "q.answers.jsonl").read_text().splitlines()[-1])
-            assert record["status"] == "answered" and record["citations"][0]["file"] == "turbine.txt"
+            assert record["status"] == "answered" and record["citations"][0]["path"] == "turbine.txt"
             for result in (ingest, search, batch):
                 assert "in use" not in result.stderr
             await send(pilot, "How often is the gearbox oil changed?")  # the chat's next search
