@@ -7,7 +7,7 @@ stalls midway, and a slow model streaming steadily for longer than the timeout (
 *not* fail). Reported: seconds from start to exit, exit status, requests the server saw,
 and the error line.
 
-    .venv/bin/python bench/llm_faults.py [--quick]     # ~6 min (the hung row waits 2 x 60 s)
+    .venv/bin/python bench/llm_faults.py [--quick]     # ~10 min (the hung row waits 2 x 120 s)
 
 ``--quick`` sets ``--timeout 5`` (~1 min).
 """
@@ -28,13 +28,15 @@ from typing import Any, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import REPO, SAMPLE, machine, table, write_json  # noqa: E402
+from docmem.config import Settings  # noqa: E402
 from tests.agent_helpers import citing_server_policy  # noqa: E402
 from tests.fake_openai import FakeOpenAI  # noqa: E402
 
+DEFAULT_TIMEOUT = Settings().timeout
 SLOW = "The White Rabbit is late, and Alice follows him down the rabbit hole. " * 3
 
 
-PIECE_DELAY = [15.0]  # a quarter of the timeout: set by main()
+PIECE_DELAY = [30.0]  # a quarter of the timeout: set by main()
 
 
 def _slow_answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -82,10 +84,10 @@ def run(name: str, home: Path, timeout: float | None) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="--timeout 5 instead of the default 60")
+    parser.add_argument("--quick", action="store_true", help=f"--timeout 5 instead of the default {DEFAULT_TIMEOUT:g}")
     opts = parser.parse_args()
     timeout = 5.0 if opts.quick else None
-    PIECE_DELAY[0] = (timeout or 60.0) / 4
+    PIECE_DELAY[0] = (timeout or DEFAULT_TIMEOUT) / 4
     home = Path(tempfile.mkdtemp(prefix="docmem-bench-faults-"))
     docs = home / "docs"
     docs.mkdir()
@@ -97,9 +99,9 @@ def main() -> None:
     shutil.rmtree(home, ignore_errors=True)
     print(table(["fault", "seconds", "exit", "requests", "error"],
                 [[r["fault"], r["seconds"], r["exit"], r["requests"], r["error"][:110]] for r in rows],
-                title=f"docmem ask against a misbehaving server (timeout {timeout or 60:g} s)"))
+                title=f"docmem ask against a misbehaving server (timeout {timeout or DEFAULT_TIMEOUT:g} s)"))
     path = write_json("llm_faults-quick" if opts.quick else "llm_faults",
-                      {"machine": machine(), "timeout": timeout or 60.0, "rows": rows})
+                      {"machine": machine(), "timeout": timeout or DEFAULT_TIMEOUT, "rows": rows})
     print(f"wrote {path}")
 
 

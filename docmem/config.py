@@ -41,10 +41,12 @@ class Settings:
     base_url: str | None = None
     api_key: str | None = None
     context_window: int = 8192
-    # Seconds of silence accepted from the LLM server (connecting, before the first token,
-    # between tokens): a model that is producing tokens is never cut off. A silent call is
-    # retried once; a call and its retries end within ``deadline`` (default 3 x timeout).
-    timeout: float = 60.0
+    # Seconds of silence accepted from the LLM server (waiting in its queue, reading the prompt
+    # before the first token, between tokens): a model that is producing tokens is never cut
+    # off. 120: the 2,100-token first prompt took 59-91 s to read with Qwen2.5-0.5B on 2 busy
+    # cores. A silent call is retried once; a call and its retries end within ``deadline``
+    # (default 3 x timeout).
+    timeout: float = 120.0
     deadline: float | None = None
     # The reply's cap, sent on every call; None: the reply reserve of the context window.
     max_tokens: int | None = None

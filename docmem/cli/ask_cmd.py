@@ -39,7 +39,7 @@ def llm_options(fn):  # type: ignore[no-untyped-def]
                            "context window).")(fn)
     fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                       expose_value=False, callback=_setting,
-                      help="Seconds of silence accepted from the LLM server (default 60); a model that is "
+                      help="Seconds of silence accepted from the LLM server (default 120); a model that is "
                            "producing tokens is never cut off.")(fn)
     fn = click.option("--context-window", type=int, default=None,
                       help="Tokens of main context (may be set below the model's real window).")(fn)

@@ -55,7 +55,7 @@ class OpenAIProcessor:
     """``Processor`` over any OpenAI-compatible Chat Completions endpoint."""
 
     def __init__(self, model: str, base_url: str | None, api_key: str | None, *,
-                 timeout: float = 60, deadline: float | None = None, max_retries: int = 4,
+                 timeout: float = 120, deadline: float | None = None, max_retries: int = 4,
                  backoff: float = 1.0, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  temperature: float | None = 0.0, parallel_tool_calls: bool | None = None,
