@@ -177,3 +177,32 @@ def test_the_trace_reports_cached_prompt_tokens_per_step(corpus, tmp_path):
     # The second call repeats the first one's prompt (system, tools, question) and adds to it.
     first = server.chat_requests[0]
     assert steps[1]["tokens_cached"] >= len(json.dumps([first["messages"][:1], first["tools"]])) // 4
+
+
+def test_the_prompt_prefix_stays_stable_while_working_context_changes(corpus, tmp_path):
+    """What a prompt-caching server sees: the system message and the tool schemas are the same
+    bytes in every call, so a working-context edit never makes it re-read them."""
+    def policy(body: dict[str, Any]) -> dict[str, Any]:
+        done = sum(m["role"] == "tool" for m in body["messages"])
+        if done == 0:
+            return {"tool_calls": [{"name": "working_context_append", "arguments": {
+                "text": "Task: who the White Rabbit is.", "request_heartbeat": True}}]}
+        if done == 1:
+            return {"tool_calls": [{"name": "archival_search", "arguments": {
+                "query": "White Rabbit", "request_heartbeat": True}}]}
+        return citing_server_policy(body)
+
+    trace = tmp_path / "trace.jsonl"
+    with FakeOpenAI(model="m", prompt_cache=True) as server:
+        server.policy = policy
+        result = CliRunner().invoke(cli, ["ask", "Who is the White Rabbit?", "--model", "m", "--base-url",
+                                          server.url, "--trace", str(trace)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    calls = [b for b in server.chat_requests if b.get("tools")]
+    assert len(calls) == 3
+    assert all(b["messages"][0] == calls[0]["messages"][0] and b["tools"] == calls[0]["tools"] for b in calls)
+    assert "Task: who the White Rabbit is." not in json.dumps(calls[2]["messages"][0])  # it is after the prefix
+    assert "Task: who the White Rabbit is." in json.dumps(calls[2]["messages"])
+    prefix = len(json.dumps([calls[0]["messages"][:1], calls[0]["tools"]])) // 4
+    cached = [r["tokens_cached"] for r in map(json.loads, trace.read_text().splitlines()) if r["type"] == "LLMStep"]
+    assert cached[0] == 0 and all(c >= prefix for c in cached[1:])
