@@ -296,3 +296,15 @@ def test_an_unknown_host_is_named(sleeps):
             llm.complete(MESSAGES, TOOLS)
     assert str(caught.value) == f"cannot find the host of the LLM server at {url}: check --base-url"
     assert sleeps == []
+
+
+def test_a_stream_that_ignores_max_tokens_is_stopped(sleeps):
+    """A flowing stream is never cut by the timeout, but one far past the cap is a broken server."""
+    with FakeOpenAI(piece_chars=1) as server:
+        server.enqueue({"content": "la " * 400})  # 1,200 pieces for a cap of 10 tokens
+        url = server.url
+        with processor(server, sleeps, max_tokens=10) as llm, pytest.raises(LLMError) as caught:
+            llm.complete(MESSAGES, TOOLS)
+    assert str(caught.value) == (f"the LLM server at {url} kept streaming far past max_tokens=10 (it "
+                                 "ignores the cap?); stopped after 337 pieces")
+    assert len(server.chat_requests) == 1 and sleeps == []

@@ -232,6 +232,10 @@ class OpenAIProcessor:
                     text = reader.feed(chunk)
                     if text and on_text is not None:
                         on_text(text)
+                    if self.max_tokens and reader.tokens > 8 * self.max_tokens + 256:  # even char by char
+                        raise Malformed(f"kept streaming far past max_tokens={self.max_tokens} (it "
+                                        "ignores the cap?); stopped after "
+                                        f"{reader.tokens} pieces")
             return reader.completion()
         # Not a stream: a completion (some servers ignore "stream"), or not a completion at all.
         body = raw.http_response.read().decode("utf-8", "replace")
