@@ -160,8 +160,8 @@ class OpenAIProcessor:
         if self.clock() - started + delay >= self.deadline:
             raise type(failure.error)(f"{failure.error} (the {self.deadline:g} s deadline for one call "
                                       "has passed)") from exc
-        log.warning("LLM call failed (%s); retry %d of %d in %.1f s",
-                    one_line(failure.error), attempt, self.max_retries, delay)
+        what = one_line(failure.error).split("; giving up")[0]  # not given up yet
+        log.warning("LLM call failed (%s); retry %d of %d in %.1f s", what, attempt, self.max_retries, delay)
         self.sleep(delay)
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]],
