@@ -241,12 +241,19 @@ def load_questions(path: Path, limit: int | None, only: str | None) -> list[dict
     if only:
         wanted = set(only.split(","))
         questions = [q for q in questions if q["id"] in wanted]
-    if limit:  # keep the mix: answerable first, then unanswerable, in proportion
-        answerable = [q for q in questions if q["gold"]]
-        rest = [q for q in questions if not q["gold"]]
+    answerable = [q for q in questions if q["gold"]]
+    rest = [q for q in questions if not q["gold"]]
+    if limit:  # keep the mix of answerable and unanswerable, in proportion
         n_rest = max(1, round(limit * len(rest) / max(1, len(questions)))) if rest else 0
-        questions = answerable[:limit - n_rest] + rest[:n_rest]
-    return questions
+        answerable, rest = answerable[:limit - n_rest], rest[:n_rest]
+    return _interleave(answerable, rest)
+
+
+def _interleave(a: list[Any], b: list[Any]) -> list[Any]:
+    """b spread evenly through a, so that a run stopped early has asked some of each."""
+    keyed = [((i + 0.5) / len(a), 0, x) for i, x in enumerate(a)]
+    keyed += [((j + 0.5) / len(b), 1, x) for j, x in enumerate(b)]
+    return [x for *_, x in sorted(keyed, key=lambda t: t[:2])]
 
 
 def _norm(text: str) -> str:
