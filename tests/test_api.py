@@ -35,17 +35,41 @@ def test_ingest_job_reports_progress_and_search_reads_it(tmp_path, settings):
         assert (info.name, info.files) == ("default", 2)
 
 
-def test_second_writer_waits_in_line(tmp_path, settings):
-    with connect(settings) as service:
-        first = service.ingest([_tree(tmp_path / "a")], options=IngestOptions(embedder="none", workers=1))
-        second = service.ingest([write_tree(tmp_path / "b", {"c.txt": "Cormorants nest on the pier."})],
-                                options=IngestOptions(workers=1))
-        kinds = [(e.kind, e.position) for e in second.events()]
-        assert first.wait().kind == JOB_DONE
-        if kinds[0] == (JOB_QUEUED, 1):  # it was submitted while the first ran: it waited
-            assert kinds.index((JOB_QUEUED, 1)) < kinds.index(next(k for k in kinds if k[0] == JOB_PROGRESS))
-        assert kinds[-1][0] == JOB_DONE
-        assert service.search("cormorants").hits[0].chunk.path == "c.txt"
+def test_writers_of_one_corpus_run_one_at_a_time_with_their_place_shown():
+    import threading
+
+    from docmem.api.jobs import JobQueue
+    from docmem.api.ops import follow_job
+
+    queue, gate, running = JobQueue(), threading.Event(), []
+    started = {name: threading.Event() for name in ("first", "second", "third", "other")}
+
+    def work(name: str):  # type: ignore[no-untyped-def]
+        def run(emit):  # type: ignore[no-untyped-def]
+            running.append(name)
+            started[name].set()
+            gate.wait(10)
+            return {"corpus": name}
+        return run
+
+    first = queue.submit("c", work("first"))
+    second = queue.submit("c", work("second"))
+    third = queue.submit("c", work("third"))
+    other = queue.submit("other", work("other"))
+    notes: list[str] = []
+    watcher = threading.Thread(target=lambda: follow_job(third, on_note=notes.append))
+    watcher.start()
+    assert started["other"].wait(10) and started["first"].wait(10)  # another corpus does not wait
+    assert not started["second"].is_set() and not started["third"].is_set()
+    gate.set()
+    assert other.wait().kind == JOB_DONE
+    for job in (first, second, third):
+        assert job.wait().kind == JOB_DONE
+    watcher.join(10)
+    assert running.index("first") < running.index("second") < running.index("third")
+    assert [(e.kind, e.position) for e in third.events()][:1] == [(JOB_QUEUED, 2)]
+    assert notes[0] == "waiting: 2 ingests ahead of this one in this corpus (one writer at a time)"
+    assert "waiting: 1 ingest ahead of this one in this corpus (one writer at a time)" in notes
 
 
 def test_read_pages_through_a_document(tmp_path, settings):
@@ -87,3 +111,22 @@ def test_ask_streams_steps_to_a_cited_answer(tmp_path, settings):
     assert result.status == "answered" and result.citations[0].verified
     assert result.citations[0].path == "notes.txt"
     assert any(isinstance(s, CallStep) and s.name == "archival_search" for s in steps)
+
+
+def test_a_cancelled_ingest_stops_and_a_rerun_resumes(tmp_path, settings):
+    from docmem.schema import JOB_FAILED
+
+    files = {f"f{n:03d}.txt": f"Note {n}\n\nBuoy {n} is painted red and white." for n in range(60)}
+    tree = write_tree(tmp_path / "many", files)
+    with connect(settings) as service:
+        job = service.ingest([tree], options=IngestOptions(embedder="none", workers=1))
+        for event in job.events():
+            if event.kind == JOB_PROGRESS and event.progress["stage"] == "extract" and event.progress["done"] >= 2:
+                job.cancel()
+        assert event.kind == JOB_FAILED and "interrupted" in (event.error or "")
+        done_before = service.corpora()[0].files
+        assert 0 < done_before < 60
+        summary = service.ingest([tree]).wait().summary
+        assert len(summary["added"]) == 60 - done_before and len(summary["unchanged"]) == done_before
+        view = service.open_corpus()
+        assert view.manifest.totals()[0] == 60 and view.store.count() == 60
