@@ -313,6 +313,10 @@ class Docmem:
         self.wait_serving()
         for name in list(self.local._corpora):
             self._disowned(name)
+        others = [job for job in self.local.jobs.busy() if job.owner_pid not in (None, os.getpid())]
+        if others:
+            log.warning("finishing %d ingest job(s) that other docmem processes (PID %s) sent here first",
+                        len(others), ", ".join(sorted({str(j.owner_pid) for j in others})))
         self.local.jobs.wait_idle()
         if self.server is not None:
             self.server.stop()
