@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -69,20 +68,21 @@ def corpora(ctx: click.Context, as_json: bool, delete: str | None) -> None:
     if not infos:
         console.print(f"No corpora in {settings.corpora_dir}. Start with: docmem ingest PATH", highlight=False)
     else:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        table = Table(box=None, pad_edge=False, header_style="bold")  # fits 80 columns
         for name in ("corpus", "files", "chunks", "to embed", "embedder", "on disk", "last ingest"):
-            table.add_column(name, no_wrap=name != "embedder")
+            table.add_column(name, no_wrap=True, overflow="fold" if name == "corpus" else "ellipsis")
         for i in infos:
-            files = f"{i.files}" + (f" ({i.failed} failed)" if i.failed else "")
             embedder = f"{i.embedder} ({i.dim}-d)" if i.dim else i.embedder
-            if i.backend != "edge":
-                embedder += f" at {i.backend}"
-            table.add_row(i.name, files, str(i.chunks), _pending(i), embedder, _size(i.bytes_on_disk),
+            table.add_row(i.name, str(i.files), str(i.chunks), _pending(i), embedder, _size(i.bytes_on_disk),
                           _when(i.last_ingest))
         console.print(table)
         console.print()
         for i in infos:
-            console.print(f"{i.name}: from {_roots(i.roots)}", highlight=False, soft_wrap=True)
+            extra = [f"{i.failed} file{'s' if i.failed > 1 else ''} failed"] if i.failed else []
+            if i.backend != "edge":
+                extra.append(f"stored at {i.backend}")
+            console.print(f"{i.name}: from {_roots(i.roots)}" + "".join(f"; {e}" for e in extra),
+                          highlight=False, soft_wrap=True)
     if eval_infos:
         total = disk_usage(evals.home)
         console.print(f"\n{len(eval_infos)} eval corpora in {evals.home} ({_size(total)}), built by "
