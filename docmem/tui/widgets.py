@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Markdown, OptionList, ProgressBar, Static
 from textual.widgets.option_list import Option
 
-from docmem.agent.describe import describe
+from docmem.agent.describe import clip, describe
 from docmem.cli.common import printable
 from docmem.agent.functions import CitationResult
 from docmem.agent.loop import WARN_AT, AnswerResult, CallStep, FinalStep, LLMStep, MemoryStep, MessageStep, Step
@@ -183,8 +183,7 @@ class Activity(VerticalScroll):
         self.anchor()
 
     def question(self, text: str) -> None:
-        short = " ".join(text.split())
-        self.mount(Static(Text("▌ " + (short[:200] + "…" if len(short) > 200 else short)), classes="question"))
+        self.mount(Static(Text("▌ " + clip(text, 200)), classes="question"))
         self.anchor()
 
     def step(self, step: Step) -> ActivityItem | None:
