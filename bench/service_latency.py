@@ -106,18 +106,20 @@ def queries_from(service: Docmem, corpus: str, n: int) -> list[str]:
     return [f"{rng.choice(words)} {rng.choice(words)}" for _ in range(n)]
 
 
-def added_latency(rounds: int, per_round: int) -> dict[str, Any]:
-    log("1. added latency: building the corpus")
+def added_latency(rounds: int, per_round: int, embedder: str = "none") -> dict[str, Any]:
+    log(f"1. added latency: building the corpus (embedder {embedder})")
     small = HOME / "small"
     for kind in ("text", "markdown"):
-        shutil.copytree(SAMPLE / kind, small / kind)
-    result = docmem("ingest", str(small), "--corpus", "lat", "--embedder", "none", "--json")
+        if not (small / kind).exists():
+            shutil.copytree(SAMPLE / kind, small / kind)
+    corpus = "lat" if embedder == "none" else f"lat-{embedder}"
+    result = docmem("ingest", str(small), "--corpus", corpus, "--embedder", embedder, "--json", timeout=1800)
     assert result.returncode == 0, result.stderr
     chunks = json.loads(result.stdout)["chunks_written"]
     local_times: list[float] = []
     remote_times: list[float] = []
-    with Docmem(load_settings(corpus="lat")) as owner:
-        queries = queries_from(owner, "lat", per_round)
+    with Docmem(load_settings(corpus=corpus)) as owner:
+        queries = queries_from(owner, corpus, per_round)
         for q in queries[:20]:
             owner.search(q)  # warm
         for r in range(rounds):
@@ -125,7 +127,7 @@ def added_latency(rounds: int, per_round: int) -> dict[str, Any]:
                 started = time.perf_counter()
                 owner.search(q)
                 local_times.append(time.perf_counter() - started)
-            client = spawn_client("lat", queries, 0, 0)
+            client = spawn_client(corpus, queries, 0, 0)
             assert client.stdin
             client.stdin.write("go\n")
             client.stdin.flush()
@@ -134,7 +136,7 @@ def added_latency(rounds: int, per_round: int) -> dict[str, Any]:
             remote_times += data["times"][5:]  # its first calls open the connection
             log(f"   round {r + 1}/{rounds} done")
     local, remote = summary_ms(local_times), summary_ms(remote_times)
-    return {"chunks": chunks, "queries_per_round": per_round, "rounds": rounds, "in_process": local,
+    return {"embedder": embedder, "chunks": chunks, "queries_per_round": per_round, "rounds": rounds, "in_process": local,
             "through_owner": remote, "added_p50_ms": round(remote["p50_ms"] - local["p50_ms"], 3),
             "added_p95_ms": round(remote["p95_ms"] - local["p95_ms"], 3), "load1": load1()}
 
@@ -260,7 +262,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20,
                         help="searches/s per client in part 2's paced run (its other run is a tight loop)")
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--dense-latency", action="store_true",
+                        help="only part 1, on a corpus with the bundled dense embedder (hybrid search)")
     args = parser.parse_args()
+    if args.dense_latency:
+        lat = added_latency(3, 300, "bundled")
+        path = write_json("service_latency-dense", {"machine": machine(), "latency": lat})
+        print(json.dumps(lat, indent=2))
+        print(f"wrote {path}")
+        return
     rounds, per_round, copies = (2, 100, 1) if args.quick else (3, 300, 3)
     results: dict[str, Any] = {"machine": machine(), "embedder": "none (BM25 only)"}
     results["latency"] = added_latency(rounds, per_round)
