@@ -308,3 +308,15 @@ def test_a_stream_that_ignores_max_tokens_is_stopped(sleeps):
     assert str(caught.value) == (f"the LLM server at {url} kept streaming far past max_tokens=10 (it "
                                  "ignores the cap?); stopped after 337 pieces")
     assert len(server.chat_requests) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("filler", [": keep-alive\n\n", 'data: {"choices": [{"index": 0, "delta": {}}]}\n\n'])
+def test_a_stream_of_keep_alives_without_tokens_ends(server, sleeps, filler):
+    """The socket never goes silent, so the read timeout alone would wait forever."""
+    server.enqueue({"events": [filler] * 400, "chunk_delay": 0.05})  # 20 s of filler
+    started = time.monotonic()
+    with processor(server, sleeps, timeout=0.5) as llm, pytest.raises(LLMError) as caught:
+        llm.complete(MESSAGES, TOOLS)
+    assert str(caught.value) == (f"the LLM server at {server.url} kept the stream open for 0.5 s without sending "
+                                 "a token (only keep-alives or empty events); giving up")
+    assert time.monotonic() - started < 3 and len(server.chat_requests) == 1

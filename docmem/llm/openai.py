@@ -31,6 +31,7 @@ import openai
 
 from docmem.llm.failures import Failure, classify, one_line, server_message
 from docmem.llm.replies import Malformed, StreamReader, completion_from_body, not_a_completion
+from docmem.llm.watchdog import Watchdog
 from docmem.protocols import Completion, LLMError, LLMNotConfigured, Message
 
 __all__ = ["OpenAIProcessor", "from_settings", "options_from"]
@@ -213,29 +214,42 @@ class OpenAIProcessor:
 
     # -- one attempt ---------------------------------------------------------------------
 
+    def _read_stream(self, stream: Any, on_text: Callable[[str], None] | None, reader: StreamReader,
+                     watchdog: Watchdog) -> None:
+        with stream:
+            chunks = iter(stream)
+            while True:
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                except ValueError as exc:  # a data: line that is not JSON
+                    raise Malformed(f"sent a stream chunk that is not JSON ({exc})") from None
+                before = reader.progress
+                text = reader.feed(chunk)
+                if reader.progress != before:  # a token, the finish, the usage: not filler
+                    watchdog.beat()
+                if text and on_text is not None:
+                    on_text(text)
+                if self.max_tokens and reader.tokens > 8 * self.max_tokens + 256:  # even char by char
+                    raise Malformed(f"kept streaming far past max_tokens={self.max_tokens} (it "
+                                    f"ignores the cap?); stopped after {reader.tokens} pieces")
+
     def _attempt(self, request: dict[str, Any], on_text: Callable[[str], None] | None,
                  reader: StreamReader, timeout: float) -> Completion:
         raw = self.client.chat.completions.with_raw_response.create(
             **request, timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)))
         content_type = raw.headers.get("content-type") or ""
         if request.get("stream") and "event-stream" in content_type:
-            stream = raw.parse()
-            with stream:
-                chunks = iter(stream)
-                while True:
-                    try:
-                        chunk = next(chunks)
-                    except StopIteration:
-                        break
-                    except ValueError as exc:  # a data: line that is not JSON
-                        raise Malformed(f"sent a stream chunk that is not JSON ({exc})") from None
-                    text = reader.feed(chunk)
-                    if text and on_text is not None:
-                        on_text(text)
-                    if self.max_tokens and reader.tokens > 8 * self.max_tokens + 256:  # even char by char
-                        raise Malformed(f"kept streaming far past max_tokens={self.max_tokens} (it "
-                                        "ignores the cap?); stopped after "
-                                        f"{reader.tokens} pieces")
+            with Watchdog(raw.http_response, timeout) as watchdog:
+                try:
+                    self._read_stream(raw.parse(), on_text, reader, watchdog)
+                except Exception:
+                    if not watchdog.fired:
+                        raise
+            if watchdog.fired:  # whatever the cut socket raised, or a clean end after it
+                raise Malformed(f"kept the stream open for {timeout:g} s without sending a token "
+                                "(only keep-alives or empty events); giving up")
             return reader.completion()
         # Not a stream: a completion (some servers ignore "stream"), or not a completion at all.
         body = raw.http_response.read().decode("utf-8", "replace")

@@ -123,6 +123,11 @@ class StreamReader:
         self.text.extend(new)
         return "".join(new)
 
+    @property
+    def progress(self) -> tuple[Any, ...]:
+        """Changes with every token, the finish reason and the usage; not with empty events."""
+        return self.tokens, self.finish_reason, self.usage
+
     def _call_piece(self, tc: Any) -> None:
         index = get(tc, "index")
         call_id = get(tc, "id")
