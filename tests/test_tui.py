@@ -590,3 +590,22 @@ def test_activity_lines_are_cut_between_words():
     reason = "[1] 048d5bbc07e2-7: quote too short; re-read it with open_document(chunk_id='048d5bbc07e2-7') and copy"
     assert clip(reason, 80) == "[1] 048d5bbc07e2-7: quote too short; re-read it with…"
     assert clip("short", 80) == "short"
+
+
+def test_no_default_corpus_names_the_ones_that_exist(settings, pumps_template):
+    for name in ("alpha", "beta"):
+        shutil.copytree(pumps_template, settings.corpora_dir / name)
+    app = make_app(settings, processor=ScriptedProcessor(), session="s1", pick_session=False)
+
+    async def body(pilot):  # type: ignore[no-untyped-def]
+        assert "or /corpus NAME to open one of: alpha, beta." in notices(app)[-1]
+
+    drive(app, body)
+    (settings.corpora_dir / "beta").rename(settings.corpora_dir / "gone")
+    shutil.rmtree(settings.corpora_dir / "gone")
+    only = make_app(settings, processor=ScriptedProcessor(), session="s2", pick_session=False)
+
+    async def single(pilot):  # type: ignore[no-untyped-def]
+        assert only.workspace.corpus_name == "alpha"  # the only corpus there is
+
+    drive(only, single)

@@ -26,7 +26,7 @@ from docmem.agent.session import make_processor
 from docmem.config import Settings
 from docmem.errors import CorpusNotFound, DocmemError
 from docmem.protocols import LLMError, Processor
-from docmem.store.corpus import list_corpora
+from docmem.store.corpus import corpus_names, list_corpora
 from docmem.tui import commands
 from docmem.tui.runtime import Snapshot, Turn, Unconfigured, Workspace, new_session_name, saved_sessions
 from docmem.tui.screens import NEW_SESSION, CorpusScreen, HelpScreen, SessionScreen, SourceScreen
@@ -235,8 +235,10 @@ class ChatApp(App[None]):
                 ws.open(name)
                 history = ws.history()
             except CorpusNotFound:
+                others = corpus_names(self.settings)
+                pick = f"/corpus NAME to open one of: {', '.join(others)}" if others else "/corpus to pick another"
                 problem = (f"No corpus '{ws.corpus_name}' yet. Type /ingest PATH to create it from a folder, "
-                           "or /corpus to pick another.", "warning")
+                           f"or {pick}.", "warning")
             except DocmemError as exc:
                 problem = (str(exc), "error")
             except Exception as exc:  # a bug: keep the app, say where the details are
