@@ -29,8 +29,11 @@ from typing import Any
 
 from _common import REPO, SAMPLE, load1, log, machine, summary_ms, table, write_json
 
-HOME = Path(tempfile.mkdtemp(prefix="docmem-bench-svc-", dir="/tmp"))
-os.environ["DOCMEM_HOME"] = str(HOME)
+if __name__ == "__main__":  # not in the ingest's spawned workers, which import this module again
+    HOME = Path(tempfile.mkdtemp(prefix="docmem-bench-svc-", dir="/tmp"))
+    os.environ["DOCMEM_HOME"] = str(HOME)
+else:
+    HOME = Path(os.environ.get("DOCMEM_HOME", tempfile.gettempdir()))
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
 
 from docmem.api import IngestOptions  # noqa: E402
