@@ -29,6 +29,9 @@ class Settings:
     # None: the corpus keeps the chunking it was built with (200/30 for a new corpus).
     chunk_tokens: int | None = None
     chunk_overlap: int | None = None
+    # Per-file budget of an ingest worker: seconds (plus one per MB of the file) and memory.
+    file_timeout: int = 120
+    file_memory_mb: int = 4096
     # sections[:FUSION] | dbsf | rrf[:k[:bm25_weight,dense_weight]] | bm25 | dense; chosen on a
     # paraphrase set and NQ together, see docmem.search and bench/README.md
     fusion: str = "sections"

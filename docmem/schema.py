@@ -237,6 +237,9 @@ class IngestOptions:
     dense: bool = True
     force: bool = False
     follow_symlinks: bool = False  # also links that lead outside the ingested folders
+    in_process: bool | None = None  # read files in the owner's process, no budget (None: workers <= 1)
+    file_timeout: int | None = None  # per-file budget (None: the owner's settings)
+    file_memory_mb: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

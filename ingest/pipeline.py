@@ -1,32 +1,33 @@
 """The ingest run: discover -> load+chunk (worker processes) -> BM25 write -> dense fill.
 
 Order of writes per file, so that a crash anywhere leaves a state the next run completes:
-drop the manifest row, delete the file's old points, upsert the new ones, then commit the
-row. Dense vectors are filled afterwards from the store itself (points that lack one), so
+drop the manifest row and mark the path dirty (one transaction), delete the file's old points,
+upsert the new ones, then commit the row and clear the mark (one transaction); a run starts
+by deleting the points of paths left dirty. Dense vectors are filled afterwards from the store itself (points that lack one), so
 an interrupted run resumes embedding exactly where it stopped.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import multiprocessing
 import os
+import signal
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 from docmem.embedders import bm25_document
 from docmem.errors import DocmemError
-from docmem.schema import Chunk, document_key
 from docmem.store.corpus import Corpus
 from docmem.store.manifest import FileRecord, now
 from ingest.chunker import Chunker
-from ingest.discover import Found, confined, discover
-from ingest.document import LoadError
-from ingest.loaders import load, unsupported_reason
+from ingest.discover import Found, discover
+from ingest.extract import Job, Outcome, file_hash, process
+from ingest.loaders import unsupported_reason
+from ingest.workers import FileBudget, run_pool
+
+__all__ = ["FileBudget", "IngestSummary", "Progress", "ProgressCallback", "file_hash", "ingest"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,17 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+LOADING_EMBEDDER = "loading embedder"  # the message of the "dense" event sent before the model loads
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C (or SIGTERM/SIGHUP turned into an exception by the caller) stopped the run; every
+    file counted in ``summary`` is saved, and running the same ingest again resumes."""
+
+    def __init__(self, summary: "IngestSummary", cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.summary = summary
+        self.cause = cause
 
 
 @dataclass
@@ -67,6 +79,7 @@ class IngestSummary:
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): not a document
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    retried: list[str] = field(default_factory=list)  # unchanged files that had failed: read again
     warnings: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     pages: int = 0
@@ -93,113 +106,43 @@ class IngestSummary:
         return data
 
 
-@dataclass(frozen=True)
-class _Job:
-    path: str
-    rel: str
-    known_hash: str | None
-    chunk_tokens: int
-    overlap: int
-    confine: str | None = None
-
-
-@dataclass
-class _Outcome:
-    rel: str
-    status: str  # "same" | "ok" | "failed"
-    hash: str = ""
-    reason: str | None = None
-    title: str | None = None
-    pages: int = 0
-    chunks: list[Chunk] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_CHUNKERS: dict[tuple[int, int], Chunker] = {}
-
-
-def _process(job: _Job) -> _Outcome:
-    """Runs in a worker process: hash, and if the content is new, load and chunk."""
-    try:
-        path = confined(job.path, job.confine)
-        digest = file_hash(path)
-        if digest == job.known_hash:
-            return _Outcome(job.rel, "same", hash=digest)
-        document = load(Path(path))
-        key = (job.chunk_tokens, job.overlap)
-        chunker = _CHUNKERS.get(key) or _CHUNKERS.setdefault(key, Chunker(*key))
-        chunks = chunker.chunk(document, doc_hash=document_key(job.rel, digest), path=job.rel)
-        if not chunks:
-            raise LoadError("no text")
-        return _Outcome(job.rel, "ok", hash=digest, title=document.title, pages=document.pages,
-                        chunks=chunks, warnings=document.warnings)
-    except LoadError as exc:
-        return _Outcome(job.rel, "failed", reason=str(exc))
-    except FileNotFoundError:
-        return _Outcome(job.rel, "failed", reason="file vanished during the run")
-    except PermissionError:
-        return _Outcome(job.rel, "failed", reason="permission denied")
-    except IsADirectoryError:
-        return _Outcome(job.rel, "failed", reason="is a directory")
-    except OSError as exc:
-        return _Outcome(job.rel, "failed", reason=f"cannot read: {exc.strerror or exc}")
-    except Exception as exc:  # a loader bug must not stop the other files
-        log.exception("unexpected failure on %s", job.rel)
-        return _Outcome(job.rel, "failed", reason=f"unexpected error: {type(exc).__name__}: {exc}")
-
-
-def _run_jobs(jobs: list[_Job], workers: int) -> Iterator[_Outcome]:
-    """Outcomes as they complete; worker processes only when there is enough to share."""
-    if workers <= 1 or len(jobs) <= 1:
+def _run_jobs(jobs: list[Job], workers: int, in_process: bool, budget: FileBudget) -> Iterator[Outcome]:
+    """Outcomes as they complete: in this process (no budget), or in worker processes."""
+    if in_process:
         for job in jobs:
-            yield _process(job)
+            yield process(job)
         return
-    # spawn, not fork: the parent holds Qdrant and onnxruntime thread pools.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: dict[Future[_Outcome], _Job] = {}
-        queue = iter(jobs)
-        for job in queue:  # keep a bounded number in flight: results hold whole documents
-            pending[pool.submit(_process, job)] = job
-            if len(pending) >= workers * 2:
-                break
-        while pending:
-            done = next(_as_completed(pending))
-            job = pending.pop(done)
-            try:
-                yield done.result()
-            except Exception as exc:  # a worker died (e.g. out of memory on one file)
-                yield _Outcome(job.rel, "failed", reason=f"worker crashed: {type(exc).__name__}")
-            for job in queue:
-                pending[pool.submit(_process, job)] = job
-                break
-
-
-def _as_completed(pending: dict[Future[_Outcome], _Job]) -> Iterator[Future[_Outcome]]:
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-    yield from done
+    yield from run_pool(jobs, max(1, min(workers, len(jobs))), budget, process, size=lambda job: job.size,
+                        failed=lambda job, reason: Outcome(job.rel, "failed", reason=reason))
 
 
 def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
            progress: ProgressCallback | None = None, workers: int | None = None,
-           dense: bool = True, force: bool = False, follow_symlinks: bool = False) -> IngestSummary:
+           dense: bool = True, force: bool = False, follow_symlinks: bool = False,
+           in_process: bool | None = None, budget: FileBudget | None = None) -> IngestSummary:
     """Bring the corpus in line with the files under ``paths``; ``force`` re-extracts all.
 
-    ``follow_symlinks`` also follows links that lead outside an ingested folder."""
+    ``follow_symlinks`` also follows links that lead outside an ingested folder. Files are read
+    in ``workers`` processes, each file under ``budget`` (by default the corpus settings'
+    file_timeout and file_memory_mb); ``in_process`` (the default for ``workers`` 0 or 1) reads
+    them in this process instead, with no budget (tests, and the TUI, whose terminal a worker
+    must not write to)."""
+    summary = IngestSummary(corpus=corpus.name)
+    try:
+        return _ingest(corpus, paths, summary, excludes=excludes, progress=progress, workers=workers,
+                       dense=dense, force=force, follow_symlinks=follow_symlinks, in_process=in_process,
+                       budget=budget)
+    except KeyboardInterrupt as exc:
+        corpus.store.flush()
+        raise Interrupted(summary, exc) from exc
+
+
+def _ingest(corpus: Corpus, paths: list[Path], summary: IngestSummary, *, excludes: tuple[str, ...],
+            progress: ProgressCallback | None, workers: int | None, dense: bool, force: bool,
+            follow_symlinks: bool, in_process: bool | None, budget: FileBudget | None) -> IngestSummary:
     emit = progress or (lambda _event: None)
     settings = corpus.settings
     started = time.perf_counter()
-    summary = IngestSummary(corpus=corpus.name)
     previous_chunking = corpus.manifest.get_meta("chunking")
     tokens, overlap = _chunking(settings.chunk_tokens, settings.chunk_overlap, previous_chunking)
     chunking = f"{tokens}/{overlap}"
@@ -216,6 +159,7 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
         summary.notes.append(f"this corpus was built by an older text extraction (v{built_by}, now "
                              f"v{EXTRACTION_VERSION}): re-extracting every file")
         force = True
+    _finish_interrupted_rewrites(corpus)
     found = discover(paths, excludes, follow_symlinks)
     summary.failed.extend((p.rel, p.reason) for p in found.problems)
     summary.skipped.extend((p.rel, p.reason) for p in found.skipped)
@@ -224,7 +168,9 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
     manifest, store = corpus.manifest, corpus.store
     roots = {str(r) for r in found.roots}
     seen = {p.rel for p in found.problems}
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
+    budget = budget or FileBudget(seconds=settings.file_timeout, memory_mb=settings.file_memory_mb)
+    budget_key, previous_budget = f"{budget.seconds:g}/{budget.memory_mb}", manifest.get_meta("file_budget")
     sizes: dict[str, Found] = {}
     for item in found.files:
         if item.rel in seen:  # two roots holding the same path, or undecodable names that display alike
@@ -240,21 +186,25 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
             summary.failed.append((item.rel, f"same path already ingested from {record.root}; use another --corpus"))
             continue
         if not force and record and record.size == item.size and record.mtime_ns == item.mtime_ns:
-            if record.status == "failed":
-                summary.failed.append((item.rel, f"{record.reason} (unchanged since last run)"))
-            else:
+            if record.status != "failed":
                 summary.unchanged.append(item.rel)
-            continue
+                continue
+            if not may_have_changed(record.reason or "", budget_key != previous_budget):
+                summary.failed.append((item.rel, f"{record.reason} (unchanged since last run; --force retries it)"))
+                continue
+            summary.retried.append(item.rel)
         sizes[item.rel] = item
-        jobs.append(_Job(str(item.path), item.rel, record.hash if record and not force else None,
-                         tokens, overlap, item.confine))
+        jobs.append(Job(str(item.path), item.rel, record.hash if record and not force else None,
+                        tokens, overlap, item.confine, item.size, budget.memory_mb * 1024 * 1024))
 
     # Biggest first keeps both workers busy to the end.
     jobs.sort(key=lambda j: -sizes[j.rel].size)
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     total_bytes = sum(sizes[j.rel].size for j in jobs)
     emit(Progress("extract", done=0, total=len(jobs), bytes=0, message=f"{total_bytes} bytes"))
-    for done, outcome in enumerate(_run_jobs(jobs, workers), start=1):
+    if in_process is None:
+        in_process = workers <= 1
+    for done, outcome in enumerate(_run_jobs(jobs, workers, in_process, budget), start=1):
         item = sizes[outcome.rel]
         _apply(corpus, item, outcome, summary)
         summary.bytes += item.size
@@ -263,12 +213,15 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
 
     for record in list(manifest.files()):
         if record.root in roots and record.path not in seen:
+            manifest.begin_rewrite(record.path)
+            _fault("rewrite-begun")
             store.delete_paths([record.path])
-            manifest.remove(record.path)
+            manifest.finish_removal(record.path)
             summary.removed.append(record.path)
     store.flush()
     manifest.set_meta("chunking", chunking)  # after the files it describes were rewritten
     manifest.set_meta("extraction", EXTRACTION_VERSION)
+    manifest.set_meta("file_budget", budget_key)
     summary.seconds_extract = time.perf_counter() - started
 
     if corpus.has_dense:  # so that an interrupted dense stage leaves an honest count behind
@@ -289,13 +242,28 @@ def ingest(corpus: Corpus, paths: list[Path], *, excludes: tuple[str, ...] = (),
     return summary
 
 
+# Failures that say something about this machine or this docmem, not about the file: tried
+# again on every run (an extra installed, a file made readable, a bug fixed). Budget failures
+# are tried again when the budget changed. Everything else (corrupt, encrypted, empty, no
+# text) waits for the file to change, or --force.
+_CAUSE_MAY_HAVE_GONE = ("permission denied", "cannot read", "file vanished", "needs the formats extra",
+                        "unsupported unstructured version", "encrypted PDF needs a dependency",
+                        "EPUB needs pandoc", "worker crashed", "worker failed", "unexpected error")
+_OVER_BUDGET = ("took longer than", "too large when unpacked")
+
+
+def may_have_changed(reason: str, budget_changed: bool) -> bool:
+    """Whether an unchanged file that failed for ``reason`` is worth reading again."""
+    return reason.startswith(_CAUSE_MAY_HAVE_GONE) or (budget_changed and reason.startswith(_OVER_BUDGET))
+
+
 def _chunking(tokens: int | None, overlap: int | None, recorded: str | None) -> tuple[int, int]:
     """Explicit settings win; otherwise a corpus keeps what it was built with."""
     old_tokens, old_overlap = (int(x) for x in (recorded or f"{DEFAULT_CHUNK_TOKENS}/{DEFAULT_OVERLAP}").split("/"))
     return tokens or old_tokens, overlap if overlap is not None else old_overlap
 
 
-def _apply(corpus: Corpus, item: Found, outcome: _Outcome, summary: IngestSummary) -> None:
+def _apply(corpus: Corpus, item: Found, outcome: Outcome, summary: IngestSummary) -> None:
     manifest, store = corpus.manifest, corpus.store
     previous = manifest.get(outcome.rel)
     if outcome.status == "same":
@@ -303,27 +271,46 @@ def _apply(corpus: Corpus, item: Found, outcome: _Outcome, summary: IngestSummar
         summary.unchanged.append(outcome.rel)
         summary.rechecked += 1
         return
-    if outcome.status == "failed":
-        if previous:  # the old version is gone from disk or unreadable: don't serve stale text
-            manifest.remove(outcome.rel)
-            store.delete_paths([outcome.rel])
-        manifest.put(FileRecord(outcome.rel, str(item.root), "", item.size, item.mtime_ns, "failed",
-                                outcome.reason, None, 0, 0, now()))
+    # Journaled (see docmem.store.manifest): the row goes and the path is dirty before the store
+    # changes, and both come back in one transaction after it holds exactly the new points.
+    manifest.begin_rewrite(outcome.rel)
+    _fault("rewrite-begun")
+    if previous or store.count(paths=[outcome.rel]):  # a version is in the store: it goes first
+        store.delete_paths([outcome.rel])
+    _fault("old-deleted")
+    if outcome.status == "failed":  # gone from disk or unreadable: don't serve the old text
+        manifest.commit_file(FileRecord(outcome.rel, str(item.root), "", item.size, item.mtime_ns, "failed",
+                                        outcome.reason, None, 0, 0, now()))
         summary.failed.append((outcome.rel, outcome.reason or "failed"))
         return
-    if previous:
-        manifest.remove(outcome.rel)
-        store.delete_paths([outcome.rel])
     for start in range(0, len(outcome.chunks), UPSERT_BATCH):
         batch = outcome.chunks[start:start + UPSERT_BATCH]
         store.upsert(batch, [bm25_document(c.embed_text()) for c in batch])
-    manifest.put(FileRecord(outcome.rel, str(item.root), outcome.hash, item.size, item.mtime_ns, "ok",
-                            "; ".join(outcome.warnings) or None, outcome.title, outcome.pages,
-                            len(outcome.chunks), now()))
+    _fault("new-written")
+    manifest.commit_file(FileRecord(outcome.rel, str(item.root), outcome.hash, item.size, item.mtime_ns, "ok",
+                                    "; ".join(outcome.warnings) or None, outcome.title, outcome.pages,
+                                    len(outcome.chunks), now()))
     (summary.updated if previous and previous.status == "ok" else summary.added).append(outcome.rel)
     summary.pages += outcome.pages
     summary.chunks_written += len(outcome.chunks)
     summary.warnings.extend((outcome.rel, w) for w in outcome.warnings)
+
+
+def _finish_interrupted_rewrites(corpus: Corpus) -> None:
+    """A run killed mid-rewrite left its path dirty: delete whatever the store holds for it (old
+    version, part of the new one); the file is then ingested again as new."""
+    for path in corpus.manifest.dirty():
+        corpus.store.delete_paths([path])
+        corpus.manifest.finish_removal(path)
+
+
+FAULT_ENV = "DOCMEM_INGEST_FAULT"
+
+
+def _fault(point: str) -> None:
+    """Test hook: die by SIGKILL at a named point of a rewrite (tests set DOCMEM_INGEST_FAULT)."""
+    if os.environ.get(FAULT_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fill_dense(corpus: Corpus, summary: IngestSummary, emit: ProgressCallback) -> None:
@@ -331,10 +318,13 @@ def _fill_dense(corpus: Corpus, summary: IngestSummary, emit: ProgressCallback) 
     total = store.count(missing_dense=True)
     if not total:
         return
-    emit(Progress("dense", done=0, total=total))
+    emit(Progress("dense", done=0, total=total, message=LOADING_EMBEDDER))
     try:
+        loading = time.perf_counter()
         embedder = corpus.embedder
         assert embedder is not None
+        summary.seconds_embedder_load = time.perf_counter() - loading
+        emit(Progress("dense", done=0, total=total))
         while batch := store.missing_dense(DENSE_BATCH):
             ids = [pid for pid, _ in batch]
             vectors = embedder.embed([text for _, text in batch])

@@ -13,7 +13,8 @@ from docmem.search import search
 from docmem.store.corpus import open_corpus
 from ingest.discover import OUTSIDE_ROOT
 from ingest.loaders.rich import NEEDS_EXTRA
-from ingest.pipeline import IngestSummary, _Job, _process, ingest
+from ingest.extract import Job, process
+from ingest.pipeline import IngestSummary, ingest
 from tests.conftest import write_tree
 
 
@@ -64,8 +65,8 @@ def test_a_link_swapped_in_after_the_walk_is_refused_when_read(tmp_path):
     root = tmp_path / "docs"
     root.mkdir()
     os.symlink(outside / "secret.txt", root / "late.txt")
-    job = _Job(str(root / "late.txt"), "late.txt", None, 200, 30, os.path.realpath(root))
-    outcome = _process(job)
+    job = Job(str(root / "late.txt"), "late.txt", None, 200, 30, os.path.realpath(root))
+    outcome = process(job)
     assert (outcome.status, outcome.reason) == ("failed", OUTSIDE_ROOT)
 
 

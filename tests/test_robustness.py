@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from docmem.cli.main import cli
 from docmem.store.corpus import open_corpus
-from ingest import pipeline
+from ingest import extract
 from ingest.pipeline import ingest
 from tests.conftest import write_tree
 
@@ -112,14 +112,14 @@ def test_unreadable_file(settings, tmp_path, monkeypatch):
 
 def test_file_deleted_during_the_run(settings, tmp_path, monkeypatch):
     root = write_tree(tmp_path / "docs", {"a.txt": "First file.", "b.txt": "Second file."})
-    real = pipeline.file_hash
+    real = extract.file_hash
 
     def vanish_then_hash(path: str) -> str:  # b.txt disappears between the walk and its read
         if path.endswith("b.txt") and os.path.exists(path):
             os.unlink(path)
         return real(path)
 
-    monkeypatch.setattr(pipeline, "file_hash", vanish_then_hash)
+    monkeypatch.setattr(extract, "file_hash", vanish_then_hash)
     with open_corpus(settings, create=True, embedder="none") as corpus:
         summary = ingest(corpus, [root], workers=1)
     assert summary.added == ["a.txt"] and dict(summary.failed) == {"b.txt": "file vanished during the run"}

@@ -134,10 +134,13 @@ class LocalService:
             corpus.embedder  # noqa: B018 -- load once, shared by the per-job view below
         view = copy.copy(corpus)  # the job's chunk settings, on the same open store
         view.settings = replace(corpus.settings, chunk_tokens=options.chunk_tokens,
-                                chunk_overlap=options.chunk_overlap)
+                                chunk_overlap=options.chunk_overlap,
+                                file_timeout=options.file_timeout or corpus.settings.file_timeout,
+                                file_memory_mb=options.file_memory_mb or corpus.settings.file_memory_mb)
         workers = options.workers
         if self.workers is not None:
             workers = min(workers or self.workers, self.workers)
         summary = ingest(view, paths, excludes=options.excludes, workers=workers, dense=options.dense,
-                         force=options.force, follow_symlinks=options.follow_symlinks, progress=emit)
+                         force=options.force, follow_symlinks=options.follow_symlinks,
+                         in_process=options.in_process, progress=emit)
         return summary.as_dict()

@@ -3,6 +3,12 @@
 A file's row is committed only after the upsert it describes has reached the store, so
 after a crash the manifest never claims more than Qdrant holds; the next run redoes the
 difference, and deterministic point ids make the redo idempotent.
+
+Replacing or removing a file's points is journaled: ``begin_rewrite`` drops the file's row
+and records the path as *dirty* in one transaction, before the store is touched; the path
+stays dirty until ``commit_file`` (or ``finish_removal``) in another single transaction. A
+crash anywhere in between leaves the path dirty, and the next run deletes every point of a
+dirty path before anything else, so an old version can never stay searchable beside a new one.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ CREATE TABLE IF NOT EXISTS files (
     ingested_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS files_root ON files(root);
+-- Paths whose points in the store may not match the files table (a rewrite in progress).
+CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
 """
 
 
@@ -89,6 +97,28 @@ class Manifest:
             (record.path, record.root, record.hash, record.size, record.mtime_ns, record.status,
              record.reason, record.title, record.pages, record.chunks, record.ingested_at),
         )
+
+    # -- the rewrite journal ---------------------------------------------------
+
+    def begin_rewrite(self, path: str) -> None:
+        """Before a file's points are deleted or written: its row goes, the path is dirty."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR IGNORE INTO dirty(path) VALUES (?)", (path,))
+            self.db.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def commit_file(self, record: FileRecord) -> None:
+        """After the store holds exactly this file's points: its row, and the path clean."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.put(record)
+            self.db.execute("DELETE FROM dirty WHERE path=?", (record.path,))
+
+    def finish_removal(self, path: str) -> None:
+        self.db.execute("DELETE FROM dirty WHERE path=?", (path,))
+
+    def dirty(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT path FROM dirty ORDER BY path")]
 
     def touch(self, path: str, mtime_ns: int) -> None:
         self.db.execute("UPDATE files SET mtime_ns=? WHERE path=?", (mtime_ns, path))
