@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from docmem.cli.main import cli
 from docmem.search import search
 from docmem.store.corpus import list_corpora, open_corpus
-from ingest import pipeline
+from ingest import extract, pipeline
 from ingest.chunker import extracted_text
 from ingest.loaders import load
 from ingest.pipeline import ingest
@@ -70,7 +70,7 @@ def test_rerun_unchanged_does_no_extraction(settings, tmp_path, monkeypatch):
     root = _tree(tmp_path)
     _ingest(settings, [root])
     loads: list[Path] = []
-    monkeypatch.setattr(pipeline, "load", lambda p: loads.append(p) or load(p))
+    monkeypatch.setattr(extract, "load", lambda p, **kw: loads.append(p) or load(p, **kw))
     summary = _ingest(settings, [root])
     assert sorted(summary.unchanged) == ["guide.md", "sub/notes.txt"]
     assert loads == [] and summary.chunks_written == 0
