@@ -106,8 +106,9 @@ class IngestSummary:
         return data
 
 
-def _run_jobs(jobs: list[Job], workers: int, in_process: bool, budget: FileBudget) -> Iterator[Outcome]:
-    """Outcomes as they complete: in this process (no budget), or in worker processes."""
+def _run_jobs(jobs: list[Job], workers: int, in_process: bool, budget: FileBudget) -> Iterator[Outcome | None]:
+    """Outcomes as they complete: in this process (no budget), or in worker processes (with a
+    ``None`` now and then while none completes)."""
     if in_process:
         for job in jobs:
             yield process(job)
@@ -204,12 +205,21 @@ def _ingest(corpus: Corpus, paths: list[Path], summary: IngestSummary, *, exclud
     emit(Progress("extract", done=0, total=len(jobs), bytes=0, message=f"{total_bytes} bytes"))
     if in_process is None:
         in_process = workers <= 1
-    for done, outcome in enumerate(_run_jobs(jobs, workers, in_process, budget), start=1):
+    done = 0
+
+    def extracted(path: str | None = None) -> Progress:
+        return Progress("extract", done=done, total=len(jobs), path=path, pages=summary.pages,
+                        chunks=summary.chunks_written, bytes=summary.bytes)
+
+    for outcome in _run_jobs(jobs, workers, in_process, budget):
+        if outcome is None:  # a slow file: the same progress again, so that a cancel is seen
+            emit(extracted())
+            continue
+        done += 1
         item = sizes[outcome.rel]
         _apply(corpus, item, outcome, summary)
         summary.bytes += item.size
-        emit(Progress("extract", done=done, total=len(jobs), path=outcome.rel, pages=summary.pages,
-                      chunks=summary.chunks_written, bytes=summary.bytes))
+        emit(extracted(outcome.rel))
 
     for record in list(manifest.files()):
         if record.root in roots and record.path not in seen:

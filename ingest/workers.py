@@ -88,9 +88,11 @@ def init_worker(parent: int, memory_mb: int) -> None:
 
 
 def run_pool(jobs: list[J], workers: int, budget: FileBudget, work: Callable[[J], R],
-             size: Callable[[J], int], failed: Callable[[J, str], R]) -> Iterator[R]:
+             size: Callable[[J], int], failed: Callable[[J, str], R], heartbeat: float = 1.0) -> Iterator[R | None]:
     """``work(job)`` for every job in ``workers`` processes, results as they complete; a job
-    over its budget, or whose worker died, gives ``failed(job, reason)`` instead."""
+    over its budget, or whose worker died, gives ``failed(job, reason)`` instead. ``None`` every
+    ``heartbeat`` seconds without a result: the caller's chance to stop (its progress callback
+    may raise), rather than waiting minutes for a slow file to end."""
     from pebble import ProcessExpired, ProcessPool
 
     # spawn, not fork: the parent holds Qdrant and onnxruntime thread pools.
@@ -108,7 +110,9 @@ def run_pool(jobs: list[J], workers: int, budget: FileBudget, work: Callable[[J]
         for _ in range(workers * 2):  # a bounded number in flight: results hold whole documents
             submit()
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=heartbeat, return_when=FIRST_COMPLETED)
+            if not done:
+                yield None
             for future in done:
                 job = pending.pop(future)
                 try:
