@@ -200,11 +200,11 @@ def _ingest(corpus: Corpus, paths: list[Path], summary: IngestSummary, *, exclud
 
     # Biggest first keeps both workers busy to the end.
     jobs.sort(key=lambda j: -sizes[j.rel].size)
+    if in_process is None:  # as asked: 0 or 1 in this process; by default, worker processes
+        in_process = workers is not None and workers <= 1
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     total_bytes = sum(sizes[j.rel].size for j in jobs)
     emit(Progress("extract", done=0, total=len(jobs), bytes=0, message=f"{total_bytes} bytes"))
-    if in_process is None:
-        in_process = workers <= 1
     done = 0
 
     def extracted(path: str | None = None) -> Progress:

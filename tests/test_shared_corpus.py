@@ -58,7 +58,7 @@ def test_commands_in_other_processes_go_through_the_open_chat(pumps, tmp_path):
             assert isinstance(app.workspace.corpus, Corpus)  # the chat owns the corpus
             ingest = await asyncio.to_thread(docmem, "ingest", str(more))
             assert ingest.returncode == 0, ingest.stderr
-            assert "extract: 1 files" in ingest.stderr and "1 added" in ingest.stdout
+            assert "extract: 1 file to read" in ingest.stderr and "1 added" in ingest.stdout
             search = await asyncio.to_thread(docmem, "search", "gearbox oil", "--json")
             assert search.returncode == 0, search.stderr
             assert json.loads(search.stdout)["hits"][0]["path"] == "gearbox.txt"

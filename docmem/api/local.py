@@ -142,5 +142,5 @@ class LocalService:
             workers = min(workers or self.workers, self.workers)
         summary = ingest(view, paths, excludes=options.excludes, workers=workers, dense=options.dense,
                          force=options.force, follow_symlinks=options.follow_symlinks,
-                         in_process=options.in_process, progress=emit)
+                         in_process=True if self.workers == 1 else options.in_process, progress=emit)
         return summary.as_dict()

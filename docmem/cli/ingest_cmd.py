@@ -200,7 +200,7 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, excl
                              file_memory_mb=file_memory)
     options = IngestOptions(excludes=exclude, embedder=embedder, chunk_tokens=settings.chunk_tokens,
                             chunk_overlap=settings.chunk_overlap, workers=workers, dense=not no_dense, force=force,
-                            follow_symlinks=follow_symlinks, in_process=workers == 0,
+                            follow_symlinks=follow_symlinks, in_process=_in_process(workers),
                             file_timeout=settings.file_timeout, file_memory_mb=settings.file_memory_mb)
     console = Console(stderr=True)
     note = None if as_json else lambda text: console.print(f"[dim]{shown(text)}[/dim]")
@@ -221,6 +221,12 @@ def ingest(ctx: click.Context, paths: tuple[Path, ...], corpus: str | None, excl
         _print_summary(summary)
     if (strict and summary.failed) or (not summary.processed and summary.failed):
         sys.exit(1)
+
+
+def _in_process(workers: int | None) -> bool | None:
+    """``--workers 0``: in the owner's process; a number: worker processes, each file under its
+    budget; not given: the owner decides (a chat that owns the corpus reads in-process)."""
+    return True if workers == 0 else False if workers else None
 
 
 def plural(count: int, word: str) -> str:
