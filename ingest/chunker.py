@@ -11,6 +11,7 @@ snapped to a word start.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ class _Piece:
     tokens: int
     block: Block
     opens_block: bool
+    tail: int = 0  # characters of its last ``overlap`` tokens, when known (saves an encode)
 
 
 def extracted_text(document: Document) -> tuple[str, list[int]]:
@@ -81,18 +83,21 @@ class Chunker:
         while pos < n and text[pos].isspace():
             pos += 1
         while pos < n:
-            size = max(1, int(budget * chars_per_token * 0.95))
+            size, tail = max(1, int(budget * chars_per_token * 0.95)), 0
             for _attempt in range(12):
                 end = _cut(text, pos, min(n, pos + size))
                 if end is None:  # inside a giant word: a run of `budget` bytes has at most as many tokens
                     end, tokens = _byte_run(text, pos, budget)
                     break
-                tokens = self.counter.count(text[pos:end])
+                ids = self.counter.encoding.encode(text[pos:end], disallowed_special=())
+                tokens, tail = len(ids), 0
                 if tokens <= budget or end - pos == 1:
                     chars_per_token = 0.5 * chars_per_token + 0.5 * (end - pos) / max(tokens, 1)
+                    if self.overlap and tokens > self.overlap:
+                        tail = len(self.counter.encoding.decode(ids[-self.overlap:]))
                     break
                 size = max(1, int((end - pos) * budget / tokens * 0.9))
-            pieces.append(_Piece(base + pos, base + end, tokens, block, False))
+            pieces.append(_Piece(base + pos, base + end, tokens, block, False, tail))
             pos = end
             while pos < n and text[pos].isspace():
                 pos += 1
@@ -109,21 +114,24 @@ class Chunker:
             else:
                 split = self._split(block.text, start, block)
                 if split:
-                    split[0] = _Piece(split[0].start, split[0].end, split[0].tokens, block, True)
+                    split[0] = dataclasses.replace(split[0], opens_block=True)
                 pieces.extend(split)
         return pieces
 
     # -- packing pieces into chunks ---------------------------------------------
 
-    def _overlap_start(self, text: str, prev_start: int, boundary: int, tokens: int) -> int:
-        """Start of a tail of text[prev_start:boundary] of at most ``tokens`` tokens, at a word."""
+    def _overlap_start(self, text: str, prev_start: int, boundary: int, tokens: int, last: _Piece) -> int:
+        """Start of a tail of text[prev_start:boundary] of at most ``tokens`` tokens, at a word;
+        ``last``, the piece before ``boundary``, may know its tail already."""
         if tokens <= 0:
             return boundary
-        window = text[max(prev_start, boundary - tokens * 6):boundary]
-        if _LAST_GAP.match(window) is None:  # inside one giant word: no word to start at
-            return boundary
-        tail_len = len(self.counter.tail(window, tokens))
-        start = boundary - tail_len
+        if last.tail and tokens == self.overlap and not text[last.end:boundary].strip():
+            start = last.end - last.tail
+        else:
+            window = text[max(prev_start, boundary - tokens * 6):boundary]
+            if _LAST_GAP.match(window) is None:  # inside one giant word: no word to start at
+                return boundary
+            start = boundary - len(self.counter.tail(window, tokens))
         # Snap forward to the start of a word so no chunk begins mid-word.
         while start < boundary and start > 0 and not text[start - 1].isspace():
             start += 1
@@ -161,7 +169,7 @@ class Chunker:
             if index and not (first.block.is_heading and first.opens_block):
                 # A block that nearly fills a chunk on its own leaves less room for overlap.
                 room = min(self.overlap, self.max_tokens - used - 1)
-                start = self._overlap_start(text, prev_start, first.start, room)
+                start = self._overlap_start(text, prev_start, first.start, room, groups[index - 1][0][-1])
             end = group[-1].end
             pages = [p.block.page for p in group if p.block.page is not None]
             start_page = _page_at(pieces, ends, start) or (pages[0] if pages else None)
