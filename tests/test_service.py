@@ -81,6 +81,7 @@ def test_a_killed_owner_is_replaced(held, settings):
         assert isinstance(client.route(), LocalService)
         client.wait_serving()
         assert read_owner(settings, "default")["pid"] == os.getpid()
+        assert sorted(p.name for p in (settings.home / "run").iterdir()) == [f"{os.getpid()}.sock"]
 
 
 def test_a_client_started_with_the_owner_waits_for_it(tmp_path, settings):

@@ -86,9 +86,13 @@ def socket_answers(path: str) -> bool:
 
 
 def run_dir(settings: Settings) -> Path:
+    """``run/PID.sock`` of the owners; those of killed owners are swept here."""
     directory = settings.home / "run"
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
+    for stale in directory.glob("*.sock"):
+        if stale.stem.isdigit() and not pid_alive(int(stale.stem)):
+            stale.unlink(missing_ok=True)
     return directory
 
 
