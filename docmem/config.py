@@ -58,6 +58,10 @@ class Settings:
     # Functions offered to the model: full | minimal (search, read, answer) | auto (minimal
     # below 6k tokens of window); see docmem.agent.toolsets.
     tools: str = "auto"
+    # docmem runs archival_search(query=<the question>) before the model's first step: on | off
+    # | auto (on with the minimal tool set): a small model then only has to refine
+    # (bench/real_model_findings.md, finding 7); see Agent._searches_first for the full set.
+    first_search: str = "auto"
     note_tokens: int = 1000  # the largest note archival_insert accepts
     # Not a setting: whether any layer named the corpus. When none did and 'default' does not
     # exist, commands that read a corpus use the only one there is (docmem.store.corpus).
@@ -109,6 +113,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise DocmemError(f"setting {name} must be positive, got {value!r}")
     if name == "tool_choice" and value not in ("required", "auto"):
         raise DocmemError(f"setting tool_choice must be required or auto, got {value!r}")
+    if name == "first_search" and value not in ("auto", "on", "off"):
+        raise DocmemError(f"setting first_search must be auto, on or off, got {value!r}")
     return value
 
 

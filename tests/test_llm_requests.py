@@ -62,7 +62,7 @@ def test_every_ask_call_caps_the_reply_streams_and_requires_a_call(corpus, serve
                                       "--base-url", server.url, "--json", *flags], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     requests = server.chat_requests
-    assert len(requests) >= 2
+    assert len(requests) >= (1 if "4096" in flags else 2)  # minimal in 4k: docmem made the first search
     for body in requests:
         assert body["max_tokens"] == max_tokens
         assert body["stream"] is True and body["stream_options"] == {"include_usage": True}

@@ -49,8 +49,8 @@ def test_ask_and_batch_take_tools_minimal_and_the_prefix_never_changes(corpus_ro
     with FakeOpenAI() as server:
         server.policy = citing_server_policy
         base = ["--model", server.model, "--base-url", server.url]
-        one = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", "--tools", "minimal", *base],
-                                 catch_exceptions=False)
+        one = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", "--tools", "minimal",
+                                       "--first-search", "off", *base], catch_exceptions=False)
         asked = len(server.chat_requests)
         batch = CliRunner().invoke(cli, ["ask", "--questions", str(qfile), "--tools", "minimal", *base],
                                    catch_exceptions=False)
@@ -66,6 +66,8 @@ def test_ask_and_batch_take_tools_minimal_and_the_prefix_never_changes(corpus_ro
     first, second = requests[0]["messages"], requests[1]["messages"]
     assert second[:len(first)] == first  # step 2 only appends to step 1's prompt
     assert asked == 2
+    assert len(requests) == 4  # batch and the 4k ask: docmem's first search, then the answer at step 1
+    assert [m["role"] for m in requests[2]["messages"][-3:]] == ["user", "assistant", "tool"]
 
 
 def test_a_working_context_edit_keeps_the_system_and_tools_cached(corpus_root):

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Generator, Iterator
 
 from pydantic import ValidationError
 
@@ -36,6 +36,8 @@ WARN_AT = 0.70
 REPEAT_LIMIT = 3
 PLAIN_TEXT_NUDGES = 2
 EMPTY_REPLIES = 2  # an empty reply is re-prompted once, then the question ends with an error
+FIRST_SEARCH = ("auto", "on", "off")
+FIRST_QUERY_TOKENS = 64  # the question as the first query: a pasted page is not a query
 
 # What a question ends as. Only ``answered`` carries verified citations; ``unverified`` is a
 # plain-text reply the model never backed with a verified citation; ``abstained`` is an
@@ -130,9 +132,14 @@ class Agent:
                  model: str | None = None, max_steps: int = 24, page_size: int = 5,
                  working_budget: int | None = None, reserve: int | None = None,
                  on_text: Callable[[str], None] | None = None, notes_scope: str | None = None,
-                 tools: str = "auto", note_tokens: int = NOTE_TOKENS) -> None:
+                 tools: str = "auto", note_tokens: int = NOTE_TOKENS, first_search: str = "auto") -> None:
         """``notes_scope``: whose archival notes this agent reads and writes (default: its session).
-        ``tools``: full | minimal | auto (minimal below a small window, see ``toolsets``)."""
+        ``tools``: full | minimal | auto (minimal below a small window, see ``toolsets``).
+        ``first_search``: on | off | auto (on with the minimal set): docmem runs
+        ``archival_search(query=<the question>)`` itself before the first LLM call."""
+        if first_search not in FIRST_SEARCH:
+            raise DocmemError(f"unknown first_search {first_search!r}: use {', '.join(FIRST_SEARCH)}")
+        self.first_search = first_search
         self.processor = processor
         self.counter = TokenCounter(model or getattr(processor, "model", None))
         self.window = window
@@ -172,6 +179,9 @@ class Agent:
         self.save()  # from here on, a kill loses at most the step in flight
         steps = nudges = repeats = empties = 0
         last_call: tuple[str, str] | None = None
+        if self._searches_first(text):
+            call = yield from self._first_search(text)
+            last_call, repeats = (call.name, _canonical(call.arguments)), 1
         retried_overflow = False
         result: AnswerResult | None = None
         while result is None:
@@ -297,6 +307,31 @@ class Agent:
 
     def save(self) -> None:
         self.recall.save_state(self.corpus.name, self.ctx.state())
+
+    # -- the first search, made by docmem ------------------------------------------------
+
+    def _searches_first(self, text: str) -> bool:
+        """Off by default for the full set: a capable model writes a better first query than
+        the raw question (keywords, a path filter), and a page of hits for a poor one would
+        stay in its queue, costing tokens at every later step, to save it one step."""
+        if not text.strip() or "archival_search" not in self.tools or self.first_search == "off":
+            return False
+        return self.first_search == "on" or self.tool_set == "minimal"
+
+    def _first_search(self, question: str) -> Generator[Step, None, ToolCall]:
+        """Run ``archival_search(query=<the question>)`` as the model would, before its first
+        step: a small model's hardest step is its first call (bench/real_model_findings.md,
+        finding 7), and a large one saves a step. It goes through ``_execute`` (schema, note
+        scope, page bound), and is queued and recorded as a call and its result, marked as docmem's."""
+        query = self.counter.truncate(" ".join(question.split()), FIRST_QUERY_TOKENS)
+        call = ToolCall(f"docmem_search_{self.recall.count()}", "archival_search",  # unique in the session, and reproducible
+                        json.dumps({"query": query}, ensure_ascii=False))
+        self._push({"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}]})
+        output, ok, _wants, arguments = self._execute(call)
+        self._push_result(call, prompts.load("first_search").strip() + "\n" + output)
+        yield CallStep(0, call.name, arguments, output, ok)
+        return call
 
     # -- one function call -------------------------------------------------------------
 

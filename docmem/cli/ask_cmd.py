@@ -29,6 +29,10 @@ def tools_option(fn):  # type: ignore[no-untyped-def]
 
 
 def llm_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option("--first-search", type=click.Choice(["auto", "on", "off"]), default=None,
+                      expose_value=False, callback=_setting,
+                      help="docmem runs archival_search with the question before the model's first step "
+                           "(auto: with the minimal tool set, for small models; setting first_search).")(fn)
     fn = click.option("--tool-choice", type=click.Choice(["required", "auto"]), default=None,
                       expose_value=False, callback=_setting,
                       help="Ask for a function call every step (required, the default) or let the model "

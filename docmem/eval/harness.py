@@ -320,7 +320,8 @@ class Harness:
         recall = Recall(":memory:", f"eval-{uuid.uuid4().hex[:8]}")
         agent = Agent(self.llm, corpus, recall, window=self.options.window, model=self.model,
                       max_steps=self.options.max_steps, page_size=self.settings.page_size,
-                      tools=self.settings.tools, note_tokens=self.settings.note_tokens)
+                      tools=self.settings.tools, note_tokens=self.settings.note_tokens,
+                      first_search=self.settings.first_search)
         seen: list[str] = []
 
         def on_step(step: Any) -> None:
