@@ -8,6 +8,7 @@ budget and identical-call detection end runaway chains with a clear message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -221,7 +222,7 @@ class Agent:
             written = textcalls.recover(completion)  # a message that is wholly a call, as text
             as_text = completion.text if written is not None else None
             if written is not None:
-                completion = written
+                completion = _without_echoes(written, last_call)
             self._push(_assistant_message(completion, self.counter, self.reserve))
 
             if not completion.tool_calls:
@@ -349,7 +350,9 @@ class Agent:
         except json.JSONDecodeError as exc:
             arguments = repair_json_arguments(call.arguments or "")
             if arguments is None:
-                return f"FAILED: arguments are not valid JSON ({exc.msg} at char {exc.pos}); send a JSON object.", False, True, None
+                return (f"FAILED: arguments are not valid JSON ({exc.msg} at char {exc.pos}); send a JSON "
+                        "object (if the reply was cut off, make it shorter: a quote needs only a few "
+                        "words)."), False, True, None
         if not isinstance(arguments, dict):
             return "FAILED: arguments must be a JSON object.", False, True, None
         try:
@@ -469,6 +472,22 @@ def _bounded(arguments: str, counter: TokenCounter, cap: int) -> str:
     if len(arguments) < cap or counter.count(arguments) <= cap:
         return arguments
     return json.dumps({"_cut": f"{counter.count(arguments)} tokens of arguments, not kept in the context"})
+
+
+def _without_echoes(completion: Completion, last: tuple[str, str] | None) -> Completion:
+    """Several calls written as text (one a line): a call that is exactly the one executed
+    just before it is dropped, not counted as a repeat (small models echo their previous
+    call before the next; bench/real_model_findings.md, finding 8). A lone echo stays, and
+    is answered as a repeat."""
+    kept: list[ToolCall] = []
+    for call in completion.tool_calls:
+        key = (call.name, _canonical(call.arguments))
+        if key != last:
+            kept.append(call)
+        last = key
+    if len(kept) == len(completion.tool_calls) or not kept:
+        return completion
+    return dataclasses.replace(completion, tool_calls=kept)
 
 
 def _canonical(arguments: str) -> str:

@@ -11,9 +11,10 @@ very end (never when the text ends inside a string or after a comma); arguments
 double-encoded as a JSON string.
 
 ``text_tool_calls`` reads a call a model wrote as text instead of as a tool call. It
-accepts only a message that is *wholly* a call: one JSON call object (or a list of them),
-bare, in one markdown fence, in ``<tool_call>`` tags or after a ``[TOOL_CALLS]`` /
-``<|python_tag|>`` marker, with nothing else around it. JSON inside prose or quoted text
+accepts only a message that is *wholly* calls: JSON call objects (or lists of them), bare
+and one after another (one a line, as small models write them), in markdown fences, in
+``<tool_call>`` tags or after a ``[TOOL_CALLS]`` / ``<|python_tag|>`` marker, with nothing
+but whitespace around them. JSON inside prose or quoted text
 is never a call: a model quoting a passage that holds call-shaped JSON must not run it.
 """
 
@@ -179,26 +180,108 @@ def text_tool_calls(text: str | None) -> list[TextCall] | None:
         if body[end:].strip():
             return None
     else:
-        fenced = strip_fences(body)
-        if fenced is body and body.startswith("```"):  # no closing fence: a reply cut at max_tokens
-            first_line, _, rest = body.partition("\n")
-            if "```" in rest or not re.fullmatch(r"```[\w-]*\s*", first_line):
-                return None  # text after the fence, or prose on its first line
-            fenced = rest.strip()
-        pieces = [fenced]
+        pieces = _fenced_blocks(body) if body.startswith("```") else [body]
+        if pieces is None:
+            return None
     calls: list[TextCall] = []
-    for piece in pieces:
-        if not piece.startswith(("{", "[")):
-            return None
-        try:
-            value = loads_lenient(piece)
-        except ValueError:
-            return None
-        found = calls_in(value)
+    for n, piece in enumerate(pieces):
+        found = _calls_of_piece(piece, last=n == len(pieces) - 1, after=bool(calls))
         if not found:
             return None
         calls += found
     return calls
+
+
+def _calls_of_piece(piece: str, *, last: bool, after: bool) -> list[TextCall]:
+    """The calls of one fence (or bare body): one value, or several one after another (JSON
+    lines); [] if anything else is there. The last value of the last piece may be cut off
+    (max_tokens): repaired if it can be, else, after complete calls, kept as a call whose
+    arguments are the cut text, so that it fails like a real call cut off there."""
+    split = _split_values(piece)
+    if split is None:
+        return []
+    values, tail = split
+    calls: list[TextCall] = []
+    for value in values:
+        try:
+            found = calls_in(loads_lenient(value))
+        except ValueError:
+            return []
+        if not found:
+            return []
+        calls += found
+    if tail is None:
+        return calls
+    if not last:
+        return []
+    try:
+        found = calls_in(loads_lenient(tail))
+    except ValueError:
+        found = []
+    if found:
+        return calls + found
+    cut = _CUT_CALL.match(tail)
+    if not (after or calls) or cut is None:
+        return []
+    return calls + [TextCall(cut.group(1), tail[cut.end():])]
+
+
+_CUT_CALL = re.compile(r"""\{\s*["']name["']\s*:\s*["']([\w.-]+)["']\s*,\s*["'](?:arguments|parameters)["']\s*:\s*""")
+_FENCE_OPEN = re.compile(r"```[\w-]*[ \t]*\n?")
+
+
+def _fenced_blocks(body: str) -> list[str] | None:
+    """The bodies of one or more fences with only whitespace between them; the last one may be
+    unclosed (cut at max_tokens). None if anything but a fence is there."""
+    blocks: list[str] = []
+    i = 0
+    while True:
+        while i < len(body) and body[i].isspace():
+            i += 1
+        if i == len(body):
+            return blocks
+        opening = _FENCE_OPEN.match(body, i)
+        if opening is None:
+            return None  # text after a fence
+        close = body.find("```", opening.end())
+        if close < 0:
+            blocks.append(body[opening.end():].strip())
+            return blocks
+        blocks.append(body[opening.end():close].strip())
+        i = close + 3
+
+
+def _split_values(text: str) -> tuple[list[str], str | None] | None:
+    """Top-level ``{...}`` / ``[...]`` values one after another, with only whitespace between
+    them, and the unterminated rest (a value cut off), if any; None if anything else is there.
+    Brackets inside strings (double- or single-quoted) are not counted."""
+    values: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i == n:
+            return values, None
+        if text[i] not in "{[":
+            return None
+        depth, j = 0, i
+        while j < n:
+            c = text[j]
+            if c in "\"'":
+                j += 1
+                while j < n and text[j] != c:
+                    j += 2 if text[j] == "\\" else 1
+            elif c in "{[":
+                depth += 1
+            elif c in "}]":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        if j >= n:
+            return values, text[i:]
+        values.append(text[i:j + 1])
+        i = j + 1
 
 
 def strip_wrapping(text: str) -> str:
