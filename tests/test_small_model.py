@@ -163,3 +163,32 @@ def test_json_lines_copied_from_a_document_are_refused(settings, tmp_path):
     assert all("copied from text a function returned" in c.result for c in calls[1:3])
     assert not any("never opens" in c.result and c.name == "archival_search" and c.ok for c in calls[1:])
     corpus.close()
+
+
+def test_quotes_are_asked_short_and_a_whole_chunk_quote_is_accepted_and_shown_cut(settings, tmp_path):
+    from docmem import prompts
+    from docmem.agent.citations import verify_quote
+    from docmem.agent.functions import TOOLS
+    from docmem.agent.toolsets import MINIMAL
+
+    for tools in (TOOLS, MINIMAL):
+        answer = next(t for t in tools if t.name == "answer").schema()["function"]["parameters"]
+        quote = json.dumps(answer)
+        assert "under 20" in quote, quote
+    assert "under 20 words" in prompts.load("system") and "under 20 words" in prompts.load("system_minimal")
+    long_text = " ".join(f"The alpha valve opens at {n} bar in test {n}." for n in range(12))
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\n" + long_text})
+    corpus = open_corpus(settings)
+
+    def whole_chunk(messages, tools):  # type: ignore[no-untyped-def]
+        chunk = _chunk_id(messages)
+        text_ = corpus.store.by_chunk_ids([chunk])[0].text
+        return call("answer", text="At 0 bar [1].", citations=[{"chunk_id": chunk, "quote": text_}])
+
+    agent = Agent(ScriptedProcessor(whole_chunk), corpus, Recall(":memory:", "t"), window=4096, tools="minimal")
+    result = agent.ask("When does the alpha valve open?")
+    assert result.status == "answered"
+    shown = result.citations[0].quote
+    assert shown.endswith(" …") and len(shown.split()) == 31 and shown.startswith("Valves The alpha valve opens at 0")
+    assert verify_quote(shown, corpus.store.by_chunk_ids([result.citations[0].chunk_id])[0].text).ok
+    corpus.close()

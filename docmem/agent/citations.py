@@ -14,6 +14,7 @@ from difflib import SequenceMatcher
 
 MIN_QUOTE_CHARS = 8
 FUZZY_THRESHOLD = 0.9
+SHOWN_QUOTE_WORDS = 30  # a longer verified quote (small models copy the whole chunk) is shown cut
 
 _TRANSLATE = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
                             "\u2013": "-", "\u2014": "-", "\u00ad": None, "\u00a0": " "})
@@ -43,6 +44,13 @@ def verify_quote(quote: str, chunk_text: str) -> Verification:
     if best >= FUZZY_THRESHOLD:
         return Verification(True, best)
     return Verification(False, best, f"quote not found in the chunk (best match {best:.0%})")
+
+
+def shown_quote(quote: str, words: int = SHOWN_QUOTE_WORDS) -> str:
+    """A verified quote as answers show it: a verbatim copy of a whole chunk is accepted (it is
+    in the chunk) but cut to its first ``words`` words, which are in the chunk too."""
+    parts = quote.split()
+    return quote if len(parts) <= words else " ".join(parts[:words]) + " …"
 
 
 def _best_window(q: str, text: str) -> float:

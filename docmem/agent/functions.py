@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from docmem.agent.citations import verify_quote
+from docmem.agent.citations import shown_quote, verify_quote
 from docmem.agent.tools import ToolError, derive
 from docmem.embedders import bm25_document
 from docmem.errors import DocmemError
@@ -311,7 +311,7 @@ def send_message(
 
 class Citation(BaseModel):
     chunk_id: str = Field(description="The id of the chunk that supports the claim.")
-    quote: str = Field(description="A short passage copied verbatim from that chunk.")
+    quote: str = Field(description="A few words copied exactly from that chunk (a phrase under 20 words, not the whole chunk).")
 
 
 def answer(
@@ -333,7 +333,7 @@ def answer(
             continue
         check = verify_quote(citation.quote, chunk.text)
         results.append(CitationResult(
-            citation.chunk_id, citation.quote, check.ok, round(check.score, 3), chunk.path, chunk.page,
+            citation.chunk_id, shown_quote(citation.quote) if check.ok else citation.quote, check.ok, round(check.score, 3), chunk.path, chunk.page,
             hashlib.sha256(chunk.text.encode()).hexdigest()[:16], check.reason))
         if not check.ok:
             problems.append(f"[{n}] {citation.chunk_id}: {check.reason}; re-read it with "

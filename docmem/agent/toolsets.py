@@ -23,7 +23,7 @@ AUTO_MINIMAL_BELOW = 6000
 
 class ShortCitation(BaseModel):
     chunk_id: str = Field(description="Chunk id.")
-    quote: str = Field(description="Exact words from that chunk.")
+    quote: str = Field(description="A few exact words from that chunk, under 20.")
 
 
 def _by_name(name: str) -> Tool:
