@@ -121,6 +121,10 @@ def test_serve_on_tcp_wants_the_token(tmp_path, settings):
             forbidden = remote.client.post("/v1/corpora/default/call",
                                            json={"target": "store", "method": "close", "args": []})
             assert forbidden.status_code == 403
+            for bad in (b"not json", b"[1, 2]", b'{"page": 1}', b'{"query": "x", "page": "two"}'):
+                answer = remote.client.post("/v1/corpora/default/search", content=bad)
+                assert answer.status_code == 400 and answer.json()["error"], bad
+            assert remote.client.post("/v1/corpora/..%2Fetc/search", json={"query": "x"}).status_code in (400, 404)
         # a local command finds `docmem serve` through the socket in the data home
         with connect(settings) as client:
             assert isinstance(client.route(), RemoteService)

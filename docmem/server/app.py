@@ -71,7 +71,13 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
         a hop to the thread pool would cost more than the call. Slow ones (an ingest to queue, a
         corpus to delete, a job's event stream) run in the pool so the loop keeps answering."""
         async def handle(request: Request) -> Response:
-            body = json.loads(await request.body() or b"{}") if request.method == "POST" else {}
+            try:
+                body = json.loads(await request.body() or b"{}") if request.method == "POST" else {}
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "the request body must be a JSON object", "type": "BadRequest"},
+                                    status_code=400)
             name = request.path_params.get("name")
             heavy = slow or body.get("target") == "embedder" or (
                 open_on_demand and name is not None and not service.owns(name))  # opening takes ~1 s
@@ -79,6 +85,9 @@ def make_app(service: LocalService, *, open_on_demand: bool, token: str | None =
                 result = await run_in_threadpool(fn, request, body) if heavy else fn(request, body)
             except errors.DocmemError as exc:
                 return _error(exc)
+            except (KeyError, TypeError, ValueError) as exc:  # a missing or mistyped field
+                return JSONResponse({"error": f"bad request: {type(exc).__name__}: {exc}", "type": "BadRequest"},
+                                    status_code=400)
             return result if isinstance(result, Response) else JSONResponse(result)
         return handle
 
