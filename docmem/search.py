@@ -155,6 +155,9 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     if len(found) == 1:  # BM25 only: every match contains query words
         found = [found[0], []] if lists[0].using == SPARSE else [[], found[0]]
     keep = ranking.relevant_ids(found[0], found[1], exact) if len(lists) == 2 else None
+    if keep is not None:  # a chunk still waiting for its dense vector is judged by its words
+        dense_ids = {c.point_id for c in found[1]}
+        keep.update(corpus.store.lacking_dense([c.point_id for c in found[0] if c.point_id not in dense_ids]))
     scored = [s for s in ranking.rank(found, fusion, grouped) if keep is None or s.point_id in keep]
     more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
     return scored[:cap], more or len(scored) > cap

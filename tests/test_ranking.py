@@ -3,6 +3,7 @@ different sections first, and "of N" counts only relevant passages."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -105,3 +106,19 @@ def test_of_n_counts_relevant_passages_only(settings, tmp_path):
         assert search(corpus, "How do I fix a bicycle wheel with a hole in it?", ranking="dbsf").total == 4
         nothing = search(corpus, "quantum chromodynamics of gluon plasma", page_size=5)
         assert nothing.total < 4
+
+
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_chunks_waiting_for_dense_vectors_are_found_by_their_words(settings, tmp_path, backend):
+    """BM25 makes a chunk searchable the moment it is written (an ingest with --no-dense, or
+    one still filling dense vectors while a chat searches); the relevance floor counted only
+    dense hits, so the default ranking said "No results" for a word the corpus holds."""
+    if backend == "server":
+        pytest.importorskip("qdrant_client")
+        settings = dataclasses.replace(settings, qdrant_url=str(tmp_path / "qdrant-local"))
+    root = write_tree(tmp_path / "docs", {"fruit.md": "# Fruit\n\nThe secret word is pineapple.\n"})
+    with open_corpus(settings, create=True, embedder="bundled") as corpus:
+        ingest(corpus, [root], workers=1, dense=False)
+        assert corpus.store.count(missing_dense=True) == 1
+        page = search(corpus, "pineapple")
+        assert [h.chunk.path for h in page.hits] == ["fruit.md"] and page.total == 1

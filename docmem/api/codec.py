@@ -21,7 +21,7 @@ _TYPES: dict[str, type] = {cls.__name__: cls for cls in (Chunk, SparseVec, Vecto
 # an agent note, forgetting a scope), the batch runner's and the TUI's reads, and the embedder
 # (so the model is loaded once, in the owner). Document writes go through ingest jobs.
 ALLOWED: dict[str, frozenset[str]] = {
-    "store": frozenset({"count", "query", "candidates", "retrieve", "by_chunk_ids", "neighbours", "on_page", "upsert",
+    "store": frozenset({"count", "query", "candidates", "lacking_dense", "retrieve", "by_chunk_ids", "neighbours", "on_page", "upsert",
                         "delete_scope"}),
     "manifest": frozenset({"get_meta", "get", "files", "paths", "totals"}),
     "embedder": frozenset({"embed", "embed_query"}),

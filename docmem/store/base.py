@@ -89,6 +89,10 @@ class ArchivalStore(Protocol):
 
     def count(self, paths: Sequence[str] | None = None, missing_dense: bool = False) -> int: ...
 
+    def lacking_dense(self, point_ids: Sequence[str]) -> list[str]:
+        """Those of ``point_ids`` that have no dense vector yet (found by id, not by a scan)."""
+        ...
+
     def query(
         self, lists: Sequence[VectorQuery], fusion: FusionSpec | None, limit: int,
         paths: Sequence[str] | None = None, notes_scope: str | None = None,

@@ -115,6 +115,15 @@ class EdgeStore:
         ))
         return [(str(r.id), _embed_text(r.payload or {})) for r in records]
 
+    def lacking_dense(self, point_ids: Sequence[str]) -> list[str]:
+        if not self.dense_dim or not point_ids:
+            return []
+        records, _ = self.shard.scroll(qe.ScrollRequest(
+            limit=len(point_ids), with_payload=False, with_vector=False,
+            filter=qe.Filter(must=[qe.HasIdCondition(set(point_ids))], must_not=[qe.HasVectorCondition(DENSE)]),
+        ))
+        return [str(r.id) for r in records]
+
     def count(self, paths: Sequence[str] | None = None, missing_dense: bool = False) -> int:
         extra = [qe.Filter(must_not=[qe.HasVectorCondition(DENSE)])] if missing_dense else None
         if missing_dense and not self.dense_dim:

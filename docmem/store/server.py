@@ -118,6 +118,15 @@ class ServerStore:
                                         with_payload=["text", "title", "headings"], with_vectors=False)
         return [(str(r.id), _embed_text(r.payload or {})) for r in records]
 
+    def lacking_dense(self, point_ids: Sequence[str]) -> list[str]:
+        if not self.dense_dim or not point_ids:
+            return []
+        flt = self.m.Filter(must=[self.m.HasIdCondition(has_id=list(point_ids))],
+                            must_not=self._no_dense().must_not)
+        records, _ = self.client.scroll(self.collection, scroll_filter=flt, limit=len(point_ids),
+                                        with_payload=False, with_vectors=False)
+        return [str(r.id) for r in records]
+
     def count(self, paths: Sequence[str] | None = None, missing_dense: bool = False) -> int:
         if missing_dense and not self.dense_dim:
             return 0
