@@ -107,3 +107,26 @@ def test_summary_keeps_brackets_in_paths_and_reasons(capsys):
     out = capsys.readouterr().out
     assert "q[/q].docx: needs the formats extra: pip install 'docmem[formats]'" in out
     assert "a[b]?.xyz" in out and "\x07" not in out
+
+
+def test_escape_sequences_in_documents_never_reach_the_terminal(tmp_path):
+    """Document text, headings and the model's reply are the corpus author's words: an ESC
+    sequence in them (clear screen, set the window title) is printed as text, never sent raw,
+    by ``search`` and by ``ask`` (its answer, its quotes and its activity lines)."""
+    from tests.agent_helpers import citing_server_policy
+    from tests.fake_openai import FakeOpenAI
+
+    hostile = "\x1b[2J\x1b]0;pwned\x07"
+    root = write_tree(tmp_path / "docs", {"a.md": f"# Title {hostile}[bold]x\n\nThe secret {hostile} word is pineapple.\n"})
+    runner = CliRunner()
+    assert runner.invoke(cli, ["ingest", str(root), "--embedder", "none"], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(cli, ["search", "secret pineapple"], catch_exceptions=False)
+    assert result.exit_code == 0 and "pineapple" in result.output and "[bold]x" in result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    with FakeOpenAI(model="m") as fake:
+        fake.policy = citing_server_policy
+        result = runner.invoke(cli, ["ask", f"secret word pineapple {hostile}?", "--model", "m",
+                                     "--base-url", fake.url], catch_exceptions=False)
+    assert result.exit_code == 0 and "pineapple" in result.stdout and "[1] ✓" in result.stdout
+    for stream in (result.stdout, result.stderr):
+        assert "\x1b" not in stream and "\x07" not in stream

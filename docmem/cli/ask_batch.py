@@ -12,12 +12,12 @@ from typing import Any, Iterator
 
 import click
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from docmem.batch.questions import load_questions
 from docmem.batch.reports import output_kind
 from docmem.batch.runner import Batch, BatchOptions, BatchProgress, BatchSummary, Plan
+from docmem.cli.common import shown
 from docmem.config import Settings
 
 EXIT_FAILED = 1
@@ -36,9 +36,9 @@ def ask_batch(settings: Settings, questions_file: Path, outs: list[Path], *, job
     answers, reports, note = resolve_outputs(questions_file, outs)
     questions, warnings = load_questions(questions_file)
     for warning in warnings:
-        err.print(f"[yellow]{escape(warning)}[/yellow]")
+        err.print(f"[yellow]{shown(warning)}[/yellow]")
     if note and not quiet:
-        err.print(f"[dim]{escape(note)}[/dim]")
+        err.print(f"[dim]{shown(note)}[/dim]")
     if trace is not None and trace.exists() and not trace.is_dir():
         raise click.UsageError(f"--trace {trace}: with --questions, give a folder (one JSONL per question)")
     options = BatchOptions(jobs=jobs, max_steps=max_steps, share_memory=share_memory,
@@ -96,13 +96,13 @@ def resolve_outputs(questions_file: Path, outs: list[Path]) -> tuple[Path, list[
 
 def _print_plan(err: Console, answers: Path, plan: Plan) -> None:
     done = f"; {plan.skipped} already answered in this state, skipped" if plan.skipped else ""
-    err.print(f"[dim]{escape(str(answers))}: corpus state {plan.state}{done}[/dim]")
+    err.print(f"[dim]{shown(str(answers))}: corpus state {plan.state}{done}[/dim]")
     if plan.rechecked:
         err.print(f"[dim]{_n(plan.rechecked, 'answer')} from an older corpus state still "
                   f"{'holds' if plan.rechecked == 1 else 'hold'} (their cited passages are unchanged), kept[/dim]")
     text = {q.id: q.text for q, _ in plan.todo}
     for qid, reasons in plan.stale.items():
-        err.print(f"stale: {escape(qid)} {escape(repr(text.get(qid, '')))}: {escape('; '.join(reasons))}")
+        err.print(f"stale: {shown(qid)} {shown(repr(text.get(qid, '')))}: {shown('; '.join(reasons))}")
 
 
 class _View:
@@ -139,7 +139,7 @@ class _View:
             return
         if event.kind == "start":
             if event.message:
-                self.err.print(f"[dim]{escape(event.message)}[/dim]")
+                self.err.print(f"[dim]{shown(event.message)}[/dim]")
             if self.err.is_terminal:
                 self.bar = Progress(TextColumn("asking"), BarColumn(), MofNCompleteColumn(),
                                     TextColumn("{task.fields[tally]}"), TimeElapsedColumn(),
@@ -150,7 +150,7 @@ class _View:
                 self.task = self.bar.add_task("asking", total=event.total, tally=_tally(event))
             return
         if event.kind in ("interrupt", "abort"):
-            self.err.print(f"[yellow]{escape(event.message or '')}[/yellow]")
+            self.err.print(f"[yellow]{shown(event.message or '')}[/yellow]")
             return
         if event.kind == "record" and event.record is not None:
             if self.bar is not None:
@@ -158,9 +158,9 @@ class _View:
             else:
                 r = event.record
                 what = r.get("error") if r["status"] == "error" else f"{len(r.get('citations') or [])} citations"
-                self.err.print(f"[{event.done}/{event.total}] {r['status']} {escape(str(r['id']))} "
-                               f"{escape(_start(r.get('question') or ''))} ({r.get('seconds')} s, "
-                               f"{escape(str(what))})")
+                self.err.print(f"[{event.done}/{event.total}] {r['status']} {shown(str(r['id']))} "
+                               f"{shown(_start(r.get('question') or ''))} ({r.get('seconds')} s, "
+                               f"{shown(str(what))})")
 
 
 def _start(question: str, width: int = 48) -> str:
@@ -192,12 +192,12 @@ def _print_summary(s: BatchSummary) -> None:
               f"{s.abstained} abstained, {s.failed} failed" + (f" (kept: {', '.join(kept)})" if kept else "")
               + f"; {s.tokens_in:,} tokens in, {s.tokens_out:,} out; {s.seconds:.1f} s")
     if s.stale:
-        out.print(f"re-asked {len(s.stale)} stale: " + ", ".join(escape(i) for i in s.stale))
+        out.print(f"re-asked {len(s.stale)} stale: " + ", ".join(shown(i) for i in s.stale))
     if s.kept_abstentions:
         out.print(f"kept {_n(len(s.kept_abstentions), 'abstention')} made from an older corpus state (they "
                   "cite nothing, so nothing they rely on changed); delete their lines to ask them again")
     if s.aborted:
-        out.print(f"[red]{escape(s.aborted)}[/red]")
+        out.print(f"[red]{shown(s.aborted)}[/red]")
     if s.not_run:
         out.print(f"[yellow]{s.not_run} not asked yet: run the same command again to continue[/yellow]")
     elif s.failed:
@@ -206,7 +206,7 @@ def _print_summary(s: BatchSummary) -> None:
         replies = "1 reply" if s.unverified == 1 else f"{s.unverified} replies"
         out.print(f"[yellow]{replies} without a verified citation (status unverified): "
                   "asked again on the next run unless --allow-unverified[/yellow]")
-    out.print("wrote " + ", ".join(escape(p) for p in s.outputs))
+    out.print("wrote " + ", ".join(shown(p) for p in s.outputs))
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 
@@ -130,7 +129,7 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
     def show(step) -> None:  # type: ignore[no-untyped-def]
         line = describe(step)
         if line and not quiet:
-            err.print(f"[dim]· {escape(line)}[/dim]", highlight=False)
+            err.print(f"[dim]· {shown(line)}[/dim]", highlight=False)
 
     from docmem.agent.session import make_processor
 
@@ -163,19 +162,19 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
 def _print_result(result) -> None:  # type: ignore[no-untyped-def]
     out = Console(soft_wrap=True)
     if result.status == "error":
-        Console(stderr=True).print(f"[red]Error:[/red] {escape(result.error or 'unknown error')}")
+        Console(stderr=True).print(f"[red]Error:[/red] {shown(result.error or 'unknown error')}")
         return
-    out.print(escape(result.answer), highlight=False)
+    out.print(shown(result.answer, lines=True), highlight=False)
     if result.status == "unverified":
-        out.print(f"[yellow]unverified: {escape(result.error or 'no citation was verified')}[/yellow]")
+        out.print(f"[yellow]unverified: {shown(result.error or 'no citation was verified')}[/yellow]")
     elif result.error:
-        out.print(f"[yellow]{escape(result.error)}[/yellow]")
+        out.print(f"[yellow]{shown(result.error)}[/yellow]")
     if result.citations:
         out.print()
         for n, c in enumerate(result.citations, start=1):
             page = f" p.{c.page}" if c.page is not None else ""
             mark = "✓" if c.verified else "✗"
-            out.print(f"[{n}] {mark} {shown(c.path or '?')}{page} ({c.chunk_id}): \"{escape(c.quote)}\"",
+            out.print(f"[{n}] {mark} {shown(c.path or '?')}{page} ({c.chunk_id}): \"{shown(c.quote)}\"",
                       highlight=False)
     out.print(f"[dim]{result.status}; {result.steps} steps, {result.tokens_in} tokens in, "
               f"{result.tokens_out} out[/dim]")

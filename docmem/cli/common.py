@@ -18,19 +18,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 # C0/C1 controls (ESC starts terminal escape sequences) and the bidi overrides that make a
 # name display as another one.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
-def printable(text: str) -> str:
-    """A user-controlled string made safe for one terminal line: control characters become ``?``."""
-    return _CONTROL.sub("?", text)
+def printable(text: str, lines: bool = False) -> str:
+    """A user-controlled string made safe for one terminal line: control characters become ``?``.
+    With ``lines``, newlines and tabs stay (an answer, a passage)."""
+    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub("?", text)
 
 
-def shown(text: object) -> str:
-    """A user-controlled string (path, heading, reason, model text) for a Rich markup string:
-    control characters replaced and ``[...]`` escaped, so ``q[/q].xyz`` prints as itself."""
+def shown(text: object, lines: bool = False) -> str:
+    """A user-controlled string (path, heading, reason, document or model text) for a Rich
+    markup string: control characters replaced and ``[...]`` escaped, so ``q[/q].xyz`` prints
+    as itself and an ESC sequence in a document never reaches the terminal."""
     from rich.markup import escape
 
-    return escape(printable(str(text)))
+    return escape(printable(str(text), lines))
 
 
 def settings_from(ctx: click.Context, **flags: Any) -> Settings:

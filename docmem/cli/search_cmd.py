@@ -6,7 +6,6 @@ import json
 
 import click
 from rich.console import Console
-from rich.markup import escape
 
 from docmem.cli.common import corpus_option, qdrant_options, settings_from, shown, user_errors
 from docmem.schema import Hit, SearchPage
@@ -30,11 +29,11 @@ def render_page(page: SearchPage, console: Console, width: int = 600) -> None:
             f"  [dim]{c.id}  score {hit.score:.3f}[/dim]", highlight=False,
         )
         if heading:
-            console.print(f"   [green]{escape(heading)}[/green]", highlight=False)
+            console.print(f"   [green]{shown(heading)}[/green]", highlight=False)
         text = " ".join(c.text.split())
-        console.print("   " + escape(text[:width] + ("…" if len(text) > width else "")), highlight=False)
+        console.print("   " + shown(text[:width] + ("…" if len(text) > width else "")), highlight=False)
     for note in page.notes:
-        console.print(f"[yellow]Note:[/yellow] {escape(note)}", highlight=False)
+        console.print(f"[yellow]Note:[/yellow] {shown(note)}", highlight=False)
 
 
 @click.command()
