@@ -136,6 +136,8 @@ def load_settings(**flags: Any) -> Settings:
             layers.append(tomllib.loads(config_file.read_text(encoding="utf-8")))
         except (tomllib.TOMLDecodeError, OSError) as exc:
             raise DocmemError(f"cannot read {config_file}: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise DocmemError(f"cannot read {config_file}: not UTF-8 text (byte {exc.start})") from None
     env: dict[str, Any] = {}
     for name in names:
         if (value := os.environ.get(f"DOCMEM_{name.upper()}")) is not None:

@@ -156,3 +156,16 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r} or m.startsw
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"\xff\xfe page_size = 3\n", "not UTF-8"),
+    (b"page_size = \n", "Invalid value"),
+    (b'page_size = "five"\n', "page_size must be a whole number"),
+    (b'modle = "x"\n', "unknown setting(s) modle"),
+])
+def test_a_broken_config_file_is_one_clear_line(docmem_home: Path, content: bytes, says: str):
+    (docmem_home / "config.toml").write_bytes(content)
+    result = _run("corpora", ok=False)
+    assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
