@@ -129,5 +129,7 @@ def test_chunking_time_grows_linearly_with_size(shape):
 
     small, large = (make(40_000), make(320_000)) if shape == "one word" else (make(250_000), make(2_000_000))
     _cpu_seconds(small[:5000])  # warm the tokenizer
-    ratio = _cpu_seconds(large) / max(_cpu_seconds(small), 1e-3)
+    # The best of three runs of each: one run can be inflated by a busy machine's cache misses
+    # or a collection pause (seen once: 42x under a load of 15); a quadratic cost is in every run.
+    ratio = min(_cpu_seconds(large) for _ in range(3)) / max(min(_cpu_seconds(small) for _ in range(3)), 1e-3)
     assert ratio < 16, f"8x the text took {ratio:.0f}x the time"  # linear: ~8; quadratic: ~64
