@@ -130,3 +130,25 @@ def test_a_cancelled_ingest_stops_and_a_rerun_resumes(tmp_path, settings):
         assert len(summary["added"]) == 60 - done_before and len(summary["unchanged"]) == done_before
         view = service.open_corpus()
         assert view.manifest.totals()[0] == 60 and view.store.count() == 60
+
+
+def test_an_ingest_job_says_loading_embedder_before_the_model_loads(tmp_path, settings, monkeypatch):
+    """The model takes 1-3 s to load: a client must see why it waits, not a silent pause before it."""
+    from docmem.api.local import LocalService
+    from docmem.store import corpus as corpus_module
+    from ingest.pipeline import LOADING_EMBEDDER
+
+    real, told_before_load = corpus_module.make_embedder, []
+    with LocalService(settings) as service:
+        def spy(*args):  # type: ignore[no-untyped-def]
+            [job] = service.jobs.jobs.values()
+            told_before_load.append([e.progress["message"] for e in job._events
+                                     if e.kind == JOB_PROGRESS and e.progress["stage"] == "dense"])
+            return real(*args)
+        monkeypatch.setattr(corpus_module, "make_embedder", spy)
+        job = service.ingest([_tree(tmp_path / "docs")], options=IngestOptions(embedder="bundled", workers=1))
+        events = list(job.events())
+        assert events[-1].kind == JOB_DONE, events[-1]
+        assert told_before_load == [[LOADING_EMBEDDER]]  # loaded once, right after saying so
+        assert service.search("lighthouse keeper", ranking="dense").hits[0].chunk.path == "notes.txt"
+        assert len(told_before_load) == 1  # the search used the model the job loaded

@@ -130,9 +130,9 @@ class LocalService:
                     emit: Callable[[Any], None]) -> dict[str, Any]:
         from ingest.pipeline import ingest
 
-        if options.dense and corpus.has_dense:
-            corpus.embedder  # noqa: B018 -- load once, shared by the per-job view below
-        view = copy.copy(corpus)  # the job's chunk settings, on the same open store
+        # The job's chunk settings, on the same open store and the same (lazily loaded) embedder: the
+        # pipeline loads it after its "loading embedder" event, so a client sees why it waits.
+        view = copy.copy(corpus)
         view.settings = replace(corpus.settings, chunk_tokens=options.chunk_tokens,
                                 chunk_overlap=options.chunk_overlap,
                                 file_timeout=options.file_timeout or corpus.settings.file_timeout,

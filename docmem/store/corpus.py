@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,10 @@ class Corpus:
         self.lock = lock
         self.settings = settings
         self._embedder: DenseEmbedder | None = None
+        # The loaded model, shared with ``copy.copy`` views of this corpus (an ingest job's, with its
+        # own chunk settings), so a search and an ingest never load it twice.
+        self._loaded: dict[str, DenseEmbedder] = {}
+        self._loading = threading.Lock()
 
     @property
     def has_dense(self) -> bool:
@@ -48,7 +53,11 @@ class Corpus:
     def embedder(self) -> DenseEmbedder | None:
         """Loaded on first use: BM25-only work never pays for the model."""
         if self._embedder is None and self.has_dense:
-            self._embedder = make_embedder(self.embedder_spec, self.settings.base_url, self.settings.api_key)
+            with self._loading:
+                if "model" not in self._loaded:
+                    self._loaded["model"] = make_embedder(self.embedder_spec, self.settings.base_url,
+                                                          self.settings.api_key)
+            self._embedder = self._loaded["model"]
         return self._embedder
 
     def close(self) -> None:
