@@ -273,6 +273,7 @@ def main() -> None:
         path = write_json("service_latency-dense", {"machine": machine(), "latency": lat})
         print(json.dumps(lat, indent=2))
         print(f"wrote {path}")
+        shutil.rmtree(HOME, ignore_errors=True)
         return
     rounds, per_round, copies = (2, 100, 1) if args.quick else (3, 300, 3)
     results: dict[str, Any] = {"machine": machine(), "embedder": "none (BM25 only)"}
