@@ -70,15 +70,23 @@ class Settings:
     @property
     def reply_tokens(self) -> int:
         """``max_tokens``, or the reserve the agent keeps free for the reply."""
-        return self.max_tokens or reply_reserve(self.context_window)
+        return self.max_tokens or reply_reserve(self.context_window, self.tools)
 
     @property
     def corpora_dir(self) -> Path:
         return self.home / "corpora"
 
 
-def reply_reserve(window: int) -> int:
-    """Tokens of the window kept for the model's reply: 1/8, within 384..4096."""
+AUTO_MINIMAL_BELOW = 6000  # tools = auto offers the minimal set below this window (agent.toolsets)
+MINIMAL_REPLY_TOKENS = 384  # any call of the minimal set fits (an answer with three short quotes ~250)
+
+
+def reply_reserve(window: int, tools: str = "full") -> int:
+    """Tokens of the window kept for the model's reply: 1/8, within 384..4096; 384 with the
+    minimal tool set, which serves small models: one rambled to its cap, 1,024 tokens at
+    3.8 tok/s = 272 s, with no call in it (bench/real_model_findings.md, finding 3)."""
+    if tools == "minimal" or (tools == "auto" and window < AUTO_MINIMAL_BELOW):
+        return MINIMAL_REPLY_TOKENS
     return min(4096, max(384, window // 8))
 
 

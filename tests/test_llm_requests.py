@@ -53,7 +53,7 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("flags, max_tokens", [
     ([], 1024),  # the reply reserve of the default 8192-token window
-    (["--context-window", "4096"], 512),
+    (["--context-window", "4096"], 384),  # minimal tools (auto below 6k): finding 3 of bench/real_model_findings.md
     (["--max-tokens", "300"], 300),
 ])
 def test_every_ask_call_caps_the_reply_streams_and_requires_a_call(corpus, server, flags, max_tokens):

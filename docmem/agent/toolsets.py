@@ -15,10 +15,10 @@ from pydantic import BaseModel, Field
 
 from docmem.agent.functions import TOOLS
 from docmem.agent.tools import Tool, compact
+from docmem.config import AUTO_MINIMAL_BELOW
 from docmem.errors import DocmemError
 
 MODES = ("auto", "minimal", "full")
-AUTO_MINIMAL_BELOW = 6000
 
 
 class ShortCitation(BaseModel):

@@ -39,7 +39,7 @@ def llm_options(fn):  # type: ignore[no-untyped-def]
     fn = click.option("--max-tokens", type=click.IntRange(1), default=None, expose_value=False,
                       callback=_setting,
                       help="Cap on each reply, sent on every call (default: the reply reserve, 1/8 of the "
-                           "context window).")(fn)
+                           "context window; 384 with the minimal tool set).")(fn)
     fn = click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
                       expose_value=False, callback=_setting,
                       help="Seconds of silence accepted from the LLM server (default 120); a model that is "
