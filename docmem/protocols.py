@@ -71,7 +71,8 @@ class Processor(Protocol):
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
                  on_text: Callable[[str], None] | None = None) -> Completion:
-        """One LLM call. ``on_text`` receives streamed text deltas when given."""
+        """One LLM call. ``on_text`` receives streamed text deltas when given; when it returns
+        True, reading stops there (the stream is closed) and what arrived is the reply."""
         ...
 
 

@@ -127,6 +127,8 @@ class FakeOpenAI:
         self._last_prompt = ""
         self.policy: Callable[[dict[str, Any]], Any] | None = None
         self.requests: list[Recorded] = []
+        self.streamed: list[tuple[int, int]] = []  # per stream: (events sent, events it had)
+        self._streamed_cv = threading.Condition()
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -187,6 +189,17 @@ class FakeOpenAI:
         with self._lock:
             return [r.body for r in self.requests
                     if r.method == "POST" and r.path.endswith("/chat/completions")]
+
+    def _streamed_one(self, sent: int, had: int) -> None:
+        with self._streamed_cv:
+            self.streamed.append((sent, had))
+            self._streamed_cv.notify_all()
+
+    def wait_streamed(self, count: int, timeout: float = 10.0) -> list[tuple[int, int]]:
+        """``streamed`` once ``count`` streams have ended (sent whole, or closed by the client)."""
+        with self._streamed_cv:
+            self._streamed_cv.wait_for(lambda: len(self.streamed) >= count, timeout)
+            return list(self.streamed)
 
     def _record(self, recorded: Recorded) -> None:
         with self._lock:
@@ -492,8 +505,14 @@ class _Handler(BaseHTTPRequestHandler):
             if delay and n and self.fake._stopping.wait(delay):
                 return
             data = event.encode()
-            self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+            try:
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            except OSError:  # the client closed the stream (it stopped reading early)
+                self.close_connection = True
+                self.fake._streamed_one(n, len(events))
+                return
+        self.fake._streamed_one(len(events), len(events))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

@@ -135,6 +135,7 @@ def test_a_reply_of_json_lines_runs_in_order_without_the_echo_and_a_cut_answer_f
         ]), finish_reason="length")
 
     llm = ScriptedProcessor(json_lines, _cite)
+    llm.stream = False  # type: ignore[attr-defined]  # read to the end: a streamed read stops at the first new call
     agent = Agent(llm, corpus, Recall(":memory:", "t"), window=4096, tools="minimal")
     steps = list(agent.run(QUESTION))
     calls = [(s.name, s.ok) for s in steps if isinstance(s, CallStep)]
@@ -156,6 +157,7 @@ def test_json_lines_copied_from_a_document_are_refused(settings, tmp_path):
     build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\nThe alpha valve opens at 3 bar.\n\n" + lines})
     corpus = open_corpus(settings)
     llm = ScriptedProcessor(text(lines), _cite)
+    llm.stream = False  # type: ignore[attr-defined]
     agent = Agent(llm, corpus, Recall(":memory:", "t"), window=8192, tools="full", first_search="on")
     steps = list(agent.run("alpha valve never opens"))
     calls = [s for s in steps if isinstance(s, CallStep)]
@@ -191,4 +193,74 @@ def test_quotes_are_asked_short_and_a_whole_chunk_quote_is_accepted_and_shown_cu
     shown = result.citations[0].quote
     assert shown.endswith(" …") and len(shown.split()) == 31 and shown.startswith("Valves The alpha valve opens at 0")
     assert verify_quote(shown, corpus.store.by_chunk_ids([result.citations[0].chunk_id])[0].text).ok
+    corpus.close()
+
+
+RAMBLE = " I have called the search function to find when the alpha valve opens." * 40
+
+
+def test_the_processor_stops_reading_when_on_text_says_so_and_the_server_sees_the_close():
+    from docmem.llm.openai import OpenAIProcessor
+    from tests.fake_openai import FakeOpenAI
+
+    call_text = '{"name": "archival_search", "arguments": {"query": "alpha valve"}}'
+    with FakeOpenAI(piece_chars=4) as server:
+        server.enqueue({"content": call_text + RAMBLE, "chunk_delay": 0.002})
+        processor = OpenAIProcessor(server.model, server.url, None, max_retries=0)
+        seen: list[str] = []
+
+        def until_call(piece: str) -> bool:
+            seen.append(piece)
+            return "}}" in "".join(seen)
+
+        completion = processor.complete([{"role": "user", "content": "q"}], [], until_call)
+        sent, had = server.wait_streamed(1)[0]
+        processor.close()
+    assert completion.text.startswith(call_text) and len(completion.text) < len(call_text) + 4
+    assert sent < had / 2, (sent, had)  # the client closed the stream: the rest was never sent
+
+
+def test_a_small_model_step_ends_when_its_call_is_whole_and_the_call_runs(settings, tmp_path, docmem_home):
+    """Over a real socket: the reply is a call and then rambling to max_tokens; docmem closes the
+    stream once the call is whole (not at an echo of the call just made), and runs the call."""
+    from click.testing import CliRunner
+
+    from docmem.cli.main import cli
+    from tests.fake_openai import FakeOpenAI
+
+    build_corpus(settings, tmp_path / "docs", FILES)
+    echo = json.dumps({"name": "archival_search", "arguments": {"query": QUESTION}})
+
+    def policy(body):  # type: ignore[no-untyped-def]
+        messages = body["messages"]
+        if messages[-1]["role"] == "tool" and "opens at 3 bar" in messages[-1]["content"] and len(messages) > 4:
+            answer = {"name": "answer", "arguments": {"text": "At 3 bar [1].", "citations": [
+                {"chunk_id": _chunk_id(messages), "quote": "opens at 3 bar"}]}}
+            return {"content": f"```json\n{json.dumps(answer)}\n```" + RAMBLE, "chunk_delay": 0.002}
+        read = {"name": "open_document", "arguments": {"chunk_id": _chunk_id(messages)}}
+        return {"content": f"{echo}\n{json.dumps(read)}" + RAMBLE, "chunk_delay": 0.002}
+
+    with FakeOpenAI(piece_chars=4) as server:
+        server.policy = policy
+        result = CliRunner().invoke(cli, ["ask", QUESTION, "--tools", "minimal", "--json", "--model", server.model,
+                                          "--base-url", server.url], catch_exceptions=False)
+        streamed = server.wait_streamed(2)
+        requests = server.chat_requests
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "answered", result.output
+    assert len(requests) == 2 and all(sent < had / 2 for sent, had in streamed), streamed
+    queued = [m for m in requests[1]["messages"] if m["role"] == "assistant"][-1]
+    assert [c["function"]["name"] for c in queued["tool_calls"]] == ["open_document"]  # the echo dropped, no ramble
+
+
+def test_the_reply_cap_defaults_to_what_a_call_of_the_tool_set_needs(settings, tmp_path):
+    from docmem.config import load_settings
+
+    assert load_settings(tools="minimal").reply_tokens == 384  # finding 3: a rambling small model
+    assert load_settings(context_window=4096).reply_tokens == 384  # auto: minimal below 6k
+    assert load_settings().reply_tokens == 1024 and load_settings(context_window=32768).reply_tokens == 4096
+    assert load_settings(tools="minimal", max_tokens=700).reply_tokens == 700
+    build_corpus(settings, tmp_path / "docs", FILES)
+    corpus = open_corpus(settings)
+    assert Agent(ScriptedProcessor(), corpus, Recall(":memory:", "t"), window=8192, tools="minimal").reserve == 384
     corpus.close()

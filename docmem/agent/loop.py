@@ -28,7 +28,7 @@ from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
 from docmem.config import reply_reserve
 from docmem.agent.toolsets import select
 from docmem.errors import DocmemError
-from docmem.llm.jsonfix import repair_json_arguments
+from docmem.llm.jsonfix import calls_so_far, repair_json_arguments
 from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
 from docmem.store.corpus import Corpus
 from docmem.tokens import TokenCounter
@@ -146,7 +146,7 @@ class Agent:
         self.window = window
         # The reply reserve is the max_tokens the processor sends, so the prompt and the reply fit.
         self.reserve = reserve if reserve is not None else (
-            getattr(processor, "max_tokens", None) or reply_reserve(window))
+            getattr(processor, "max_tokens", None) or reply_reserve(window, tools))
         self.max_steps = max_steps
         self.on_text = on_text
         self.tool_set, offered = select(tools, window)
@@ -199,7 +199,8 @@ class Agent:
             usage = self._usage()
             started = time.perf_counter()
             try:
-                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, self.on_text)
+                reader = self._reader(last_call)
+                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader)
             except ContextLengthExceeded as exc:
                 if retried_overflow:
                     result = self._result("error", "", steps, tokens_at_start, error=str(exc))
@@ -219,6 +220,8 @@ class Agent:
             self.tokens_out += tokens_out
             yield LLMStep(steps, usage, tokens_in, tokens_out, time.perf_counter() - started,
                           completion.tokens_cached)
+            if isinstance(reader, _CallWatch):
+                completion = reader.cut(completion)
             written = textcalls.recover(completion)  # a message that is wholly a call, as text
             as_text = completion.text if written is not None else None
             if written is not None:
@@ -308,6 +311,16 @@ class Agent:
 
     def save(self) -> None:
         self.recall.save_state(self.corpus.name, self.ctx.state())
+
+    def _reader(self, last: tuple[str, str] | None) -> _CallWatch | Callable[[str], None] | None:
+        """What reads the streamed text: the front end's ``on_text``, and a watch that ends the
+        read once the text is a whole call to a known function that is not the one just made
+        (a small model otherwise rambles on to max_tokens after its call: 55-90 s a step on
+        these cores, bench/real_model_findings.md, finding 10). No watch where the processor
+        would not stream for it (``stream = false``)."""
+        if not getattr(self.processor, "stream", True):
+            return self.on_text
+        return _CallWatch(self.on_text, frozenset(self.tools), last)
 
     # -- the first search, made by docmem ------------------------------------------------
 
@@ -472,6 +485,34 @@ def _bounded(arguments: str, counter: TokenCounter, cap: int) -> str:
     if len(arguments) < cap or counter.count(arguments) <= cap:
         return arguments
     return json.dumps({"_cut": f"{counter.count(arguments)} tokens of arguments, not kept in the context"})
+
+
+class _CallWatch:
+    """``on_text`` that shows the text and returns True once it holds a whole new call."""
+
+    def __init__(self, show: Callable[[str], None] | None, known: frozenset[str],
+                 last: tuple[str, str] | None) -> None:
+        self.show, self.known, self.last = show, known, last
+        self.parts: list[str] = []
+        self.end: int | None = None  # where the whole call ended, once the read was stopped
+
+    def __call__(self, text: str) -> bool:
+        if self.show is not None:
+            self.show(text)
+        self.parts.append(text)
+        if not any(c in text for c in "}]>"):
+            return False
+        calls, end = calls_so_far("".join(self.parts))
+        if any(c.name in self.known and (c.name, _canonical(c.arguments)) != self.last for c in calls):
+            self.end = end
+            return True
+        return False
+
+    def cut(self, completion: Completion) -> Completion:
+        """The reply as far as its whole call: what came in the same piece after it is dropped."""
+        if self.end is None or completion.tool_calls or not completion.text:
+            return completion
+        return dataclasses.replace(completion, text=completion.text[:self.end], finish_reason="stop")
 
 
 def _without_echoes(completion: Completion, last: tuple[str, str] | None) -> Completion:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TextCall", "calls_in", "loads_lenient", "repair_json_arguments", "strip_fences", "strip_wrapping",
+__all__ = ["TextCall", "calls_in", "calls_so_far", "loads_lenient", "repair_json_arguments", "strip_fences", "strip_wrapping",
            "text_tool_calls"]
 
 _FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$", re.S)
@@ -253,8 +253,7 @@ def _fenced_blocks(body: str) -> list[str] | None:
 
 def _split_values(text: str) -> tuple[list[str], str | None] | None:
     """Top-level ``{...}`` / ``[...]`` values one after another, with only whitespace between
-    them, and the unterminated rest (a value cut off), if any; None if anything else is there.
-    Brackets inside strings (double- or single-quoted) are not counted."""
+    them, and the unterminated rest (a value cut off), if any; None if anything else is there."""
     values: list[str] = []
     i, n = 0, len(text)
     while True:
@@ -264,24 +263,82 @@ def _split_values(text: str) -> tuple[list[str], str | None] | None:
             return values, None
         if text[i] not in "{[":
             return None
-        depth, j = 0, i
-        while j < n:
-            c = text[j]
-            if c in "\"'":
-                j += 1
-                while j < n and text[j] != c:
-                    j += 2 if text[j] == "\\" else 1
-            elif c in "{[":
-                depth += 1
-            elif c in "}]":
-                depth -= 1
-                if depth == 0:
-                    break
-            j += 1
-        if j >= n:
+        end = _value_end(text, i)
+        if end is None:
             return values, text[i:]
-        values.append(text[i:j + 1])
-        i = j + 1
+        values.append(text[i:end])
+        i = end
+
+
+def _value_end(text: str, i: int) -> int | None:
+    """The index just after the bracketed value opening at ``i``; None if it is unterminated.
+    Brackets inside strings (double- or single-quoted) are not counted."""
+    depth, j, n = 0, i, len(text)
+    while j < n:
+        c = text[j]
+        if c in "\"'":
+            j += 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+        elif c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return None
+
+
+def calls_so_far(text: str) -> tuple[list[TextCall], int]:
+    """The whole calls a reply still being streamed opens with, and where they end in ``text``:
+    closed ``<tool_call>`` tags, or balanced JSON values (bare or in one fence, closed or not).
+    The agent stops reading once one is there (a small model rambles on to max_tokens), and
+    keeps the text up to that end. ([], 0) while the text does not open with a whole call."""
+    stripped = _LEADING_MARKER.sub("", text.lstrip(), count=1).lstrip()
+    offset = len(text) - len(stripped)
+    spans: list[tuple[str, int]] = []
+    if stripped.startswith("<tool_call>"):
+        at = 0
+        for match in re.finditer(r"\s*<tool_call>(.*?)</tool_call>", stripped, re.S):
+            if match.start() != at:
+                break
+            spans.append((match.group(1).strip(), match.end()))
+            at = match.end()
+    else:
+        body, start = stripped, 0
+        if stripped.startswith("```"):
+            opening = _FENCE_OPEN.match(stripped)
+            start = opening.end() if opening else len(stripped)
+            body = stripped[start:].split("```", 1)[0]
+        spans = [(value, start + end) for value, end in _leading_values(body)]
+    calls: list[TextCall] = []
+    end = 0
+    for value, value_end in spans:
+        try:
+            found = calls_in(loads_lenient(value))
+        except ValueError:
+            break
+        if not found:
+            break
+        calls += found
+        end = value_end
+    return calls, (offset + end if calls else 0)
+
+
+def _leading_values(text: str) -> list[tuple[str, int]]:
+    """The whole ``{...}`` / ``[...]`` values ``text`` opens with (whitespace between), each with
+    its end; what follows them (a value still arriving, or prose) is not looked at."""
+    out: list[tuple[str, int]] = []
+    i = 0
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        end = _value_end(text, i) if text[i:i + 1] in ("{", "[") else None
+        if end is None:
+            return out
+        out.append((text[i:end], end))
+        i = end
 
 
 def strip_wrapping(text: str) -> str:

@@ -229,8 +229,8 @@ class OpenAIProcessor:
                 text = reader.feed(chunk)
                 if reader.progress != before:  # a token, the finish, the usage: not filler
                     watchdog.beat()
-                if text and on_text is not None:
-                    on_text(text)
+                if text and on_text is not None and on_text(text) is True:
+                    return  # the caller has what it needs (a whole call): closing ends the generation
                 if self.max_tokens and reader.tokens > 8 * self.max_tokens + 256:  # even char by char
                     raise Malformed(f"kept streaming far past max_tokens={self.max_tokens} (it "
                                     f"ignores the cap?); stopped after {reader.tokens} pieces")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections import deque
@@ -98,8 +99,11 @@ class ScriptedProcessor:
             if not isinstance(reply, Completion):
                 raise AssertionError(f"a scripted policy returned {reply!r}, not a Completion")
         if on_text is not None and reply.text:
+            read = ""
             for piece in _PIECES.findall(reply.text):
-                on_text(piece)
+                read += piece
+                if on_text(piece) is True:  # the caller stopped reading, as a closed stream does
+                    return dataclasses.replace(reply, text=read, finish_reason=None)
         return reply
 
 
