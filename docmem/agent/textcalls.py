@@ -3,7 +3,9 @@
 Weak local models often reply with a JSON "call" as plain text instead of a tool call. A
 message that is *wholly* such a call (``jsonfix.text_tool_calls``) becomes a real call and
 goes through the same schema validation; an unknown name gets a failed result that names
-the real functions. JSON inside prose is never run.
+the real functions. JSON inside prose is never run. A streamed reply is read only until
+it opens with a whole call (the loop's ``_CallWatch``): what a model rambles on with after
+its call is never read, so it cannot make the call prose; text *before* a call always does.
 
 Documents can hold call-shaped JSON too (an injected ``archival_insert``). A call that is
 exactly one found in a tool result of the main context (a search page, a document read) is
