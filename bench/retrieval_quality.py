@@ -197,7 +197,7 @@ def eval_main(questions: list[dict[str, Any]], gold_path: dict[int, str], rankin
         # Pages are meant to be slices of one list: is page p of size 5 == ranks 5p-4..5p of one
         # size-25 call? And does the same call twice give the same order (ties)?
         out["paging"] = {}
-        for ranking in [r for r in ("rrf:60:1,3", "rrf:2:1,3", "rrf:1:1,3", "dbsf", "dense") if r in rankings]:
+        for ranking in [r for r in ("sections", "rrf:60:1,3", "rrf:2:1,3", "rrf:1:1,3", "dbsf", "dense") if r in rankings]:
             paged_diff = repeat_diff = dup_or_missing = 0
             for q in questions[:100]:
                 whole = [h.chunk.id for h in search(corpus, q["question"], page_size=TOP, ranking=ranking).hits]

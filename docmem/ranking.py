@@ -13,7 +13,7 @@ import statistics
 from collections import Counter
 from typing import Sequence
 
-from docmem.store.base import Candidate, FusionSpec, Scored
+from docmem.store.base import FusionSpec, Scored, Section
 
 # "Of N" counts a candidate whose dense cosine reaches DENSE_FLOOR, and for an identifier
 # query also one whose BM25 score is at least BM25_SHARE_FLOOR of the best (the exact match
@@ -21,9 +21,12 @@ from docmem.store.base import Candidate, FusionSpec, Scored
 # every gold hit of the top 10 passes, and off-topic questions count a median of 2-12.
 DENSE_FLOOR = 0.2
 BM25_SHARE_FLOOR = 0.7
+# Only the head of a list is ordered by section (10 pages of 5): fetching a point's section
+# costs ~5 us, and on 2 lists of 100 that was most of the ranking's time.
+GROUP_WINDOW = 50
 
 
-def rrf(lists: Sequence[Sequence[Candidate]], k: int, weights: Sequence[float] | None) -> dict[str, float]:
+def rrf(lists: Sequence[Sequence[Scored]], k: int, weights: Sequence[float] | None) -> dict[str, float]:
     """Qdrant's weighted RRF: a point at 0-based position p of a list of weight w scores
     ``1 / ((p + 1) / w + k - 1)``; scores of one point add up over the lists."""
     out: dict[str, float] = {}
@@ -34,7 +37,7 @@ def rrf(lists: Sequence[Sequence[Candidate]], k: int, weights: Sequence[float] |
     return out
 
 
-def dbsf(lists: Sequence[Sequence[Candidate]], weights: Sequence[float] | None) -> dict[str, float]:
+def dbsf(lists: Sequence[Sequence[Scored]], weights: Sequence[float] | None) -> dict[str, float]:
     """Qdrant's DBSF: each list's scores mapped to [0, 1] between mean -/+ 3 standard
     deviations (clipped), then summed, here with a weight per list."""
     out: dict[str, float] = {}
@@ -52,7 +55,7 @@ def dbsf(lists: Sequence[Sequence[Candidate]], weights: Sequence[float] | None) 
     return out
 
 
-def linear(lists: Sequence[Sequence[Candidate]], weights: Sequence[float] | None) -> dict[str, float]:
+def linear(lists: Sequence[Sequence[Scored]], weights: Sequence[float] | None) -> dict[str, float]:
     """Dense-led: ``w_dense * cosine + w_bm25 * bm25 / best_bm25``. A point only BM25 found
     gets the dense list's lowest cosine (its own is at most that); one only dense found
     gets no BM25 share."""
@@ -66,7 +69,7 @@ def linear(lists: Sequence[Sequence[Candidate]], weights: Sequence[float] | None
     return out
 
 
-def fuse(lists: Sequence[Sequence[Candidate]], fusion: FusionSpec) -> dict[str, float]:
+def fuse(lists: Sequence[Sequence[Scored]], fusion: FusionSpec) -> dict[str, float]:
     if fusion.method == "dbsf":
         return dbsf(lists, fusion.weights)
     if fusion.method == "linear":
@@ -74,27 +77,27 @@ def fuse(lists: Sequence[Sequence[Candidate]], fusion: FusionSpec) -> dict[str, 
     return rrf(lists, fusion.k, fusion.weights)
 
 
-def section_of(c: Candidate) -> tuple[str, tuple[str, ...]]:
+def section_key(point_id: str, section: Section | None) -> Section:
     """A point's section: its file and heading path. A chunk with no heading is its own
     section: a plain-text book or a PDF without an outline is not one topic."""
-    return c.path, c.headings if c.headings else ("\0" + c.point_id,)
+    path, headings = section or ("", ())
+    return path, headings if headings else ("\0" + point_id,)
 
 
-def by_section(scores: dict[str, float], sections: dict[str, tuple[str, tuple[str, ...]]]) -> list[Scored]:
+def by_section(ranked: Sequence[Scored], sections: dict[str, Section]) -> list[Scored]:
     """Best first, but each section's second point only after every section's first, and so
     on: the first page shows as many different sections as it can, while every candidate
     stays in the one list (pages never repeat or skip a point)."""
-    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    seen: Counter[tuple[str, tuple[str, ...]]] = Counter()
+    seen: Counter[Section] = Counter()
     keyed = []
-    for position, (pid, score) in enumerate(ordered):
-        key = sections[pid]
-        keyed.append((seen[key], position, Scored(pid, score)))
+    for position, s in enumerate(ranked):
+        key = section_key(s.point_id, sections.get(s.point_id))
+        keyed.append((seen[key], position, s))
         seen[key] += 1
     return [s for _, _, s in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
-def relevant_ids(sparse: Sequence[Candidate], dense: Sequence[Candidate], exact: bool) -> set[str]:
+def relevant_ids(sparse: Sequence[Scored], dense: Sequence[Scored], exact: bool) -> set[str]:
     """Points that pass the relevance floor: close in meaning or, when ``exact`` (an
     identifier query), a match nearly as strong as the best. A plain word match does not
     count: a question shares common words with most of a corpus."""
@@ -105,9 +108,7 @@ def relevant_ids(sparse: Sequence[Candidate], dense: Sequence[Candidate], exact:
     return out
 
 
-def rank(lists: Sequence[Sequence[Candidate]], fusion: FusionSpec, grouped: bool = True) -> list[Scored]:
-    """Fuse [BM25, dense] (either may be empty) and, if ``grouped``, order by section."""
+def rank(lists: Sequence[Sequence[Scored]], fusion: FusionSpec) -> list[Scored]:
+    """Fuse [BM25, dense] (either may be empty): best first, ties by point id."""
     scores = fuse(lists, fusion)
-    if grouped:
-        return by_section(scores, {c.point_id: section_of(c) for points in lists for c in points})
     return [Scored(p, s) for p, s in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))]

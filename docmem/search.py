@@ -158,7 +158,10 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     if keep is not None:  # a chunk still waiting for its dense vector is judged by its words
         dense_ids = {c.point_id for c in found[1]}
         keep.update(corpus.store.lacking_dense([c.point_id for c in found[0] if c.point_id not in dense_ids]))
-    scored = [s for s in ranking.rank(found, fusion, grouped) if keep is None or s.point_id in keep]
+    scored = [s for s in ranking.rank(found, fusion) if keep is None or s.point_id in keep]
+    if grouped:
+        head = scored[:ranking.GROUP_WINDOW]
+        scored = ranking.by_section(head, corpus.store.sections([s.point_id for s in head])) + scored[len(head):]
     more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
     return scored[:cap], more or len(scored) > cap
 

@@ -11,7 +11,7 @@ import pytest
 from docmem import ranking
 from docmem.schema import Chunk
 from docmem.search import search
-from docmem.store.base import DENSE, SPARSE, Candidate, FusionSpec, SparseVec, VectorQuery
+from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery
 from docmem.store.corpus import open_corpus
 from ingest.pipeline import ingest
 from tests.conftest import write_tree
@@ -42,9 +42,10 @@ def test_docmem_rrf_orders_like_the_engine(tmp_path, backend):
     fusion = FusionSpec("rrf", 2, (1.0, 3.0))
     found = store.candidates(lists)
     assert [len(f) for f in found] == [25, 25]
-    assert {(c.path, c.headings) for c in found[1]} <= {(ch.path, ch.headings) for ch in chunks}
+    by_id = {ch.point_id: (ch.path, ch.headings) for ch in chunks}
+    assert store.sections([c.point_id for c in found[1]]) == {c.point_id: by_id[c.point_id] for c in found[1]}
     engine = store.query(lists, fusion, 50)
-    mine = ranking.rank(found, fusion, grouped=False)
+    mine = ranking.rank(found, fusion)
     assert [round(s.score, 6) for s in mine] == [round(s.score, 6) for s in engine]
 
     def by_score(points):  # two sums of RRF terms can tie; tied points may differ in float bits
@@ -57,20 +58,17 @@ def test_docmem_rrf_orders_like_the_engine(tmp_path, backend):
 
 
 def test_each_section_shows_once_before_any_shows_twice():
-    def c(pid: str, section: str) -> Candidate:
-        return Candidate(pid, 0.0, "a.md", (section,))
-
-    scores = {"a1": 0.9, "a2": 0.8, "a3": 0.7, "b1": 0.6, "c1": 0.5, "b2": 0.4}
-    sections = {pid: ranking.section_of(c(pid, pid[0])) for pid in scores}
-    assert [s.point_id for s in ranking.by_section(scores, sections)] == ["a1", "b1", "c1", "a2", "b2", "a3"]
+    ranked = [Scored(p, s) for p, s in (("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("b1", 0.6), ("c1", 0.5), ("b2", 0.4))]
+    sections = {s.point_id: ("a.md", (s.point_id[0],)) for s in ranked}
+    assert [s.point_id for s in ranking.by_section(ranked, sections)] == ["a1", "b1", "c1", "a2", "b2", "a3"]
     # Chunks without headings (plain text, PDFs without an outline) are not one section each file.
-    plain = {pid: ranking.section_of(Candidate(pid, 0.0, "book.txt", ())) for pid in scores}
-    assert [s.point_id for s in ranking.by_section(scores, plain)] == ["a1", "a2", "a3", "b1", "c1", "b2"]
+    plain = {s.point_id: ("book.txt", ()) for s in ranked}
+    assert [s.point_id for s in ranking.by_section(ranked, plain)] == ["a1", "a2", "a3", "b1", "c1", "b2"]
 
 
 def test_linear_fusion_is_dense_led_and_bm25_breaks_near_ties():
-    def c(pid: str, score: float) -> Candidate:
-        return Candidate(pid, score, "a.md", ())
+    def c(pid: str, score: float) -> Scored:
+        return Scored(pid, score)
 
     dense = [c("x", 0.60), c("y", 0.58), c("z", 0.30)]
     sparse = [c("y", 12.0), c("w", 11.0)]  # w: found by BM25 only

@@ -11,17 +11,18 @@ import types
 from typing import Any
 
 from docmem.schema import Chunk
-from docmem.store.base import Candidate, FusionSpec, Scored, SparseVec, VectorQuery
+from docmem.store.base import FusionSpec, Scored, SparseVec, VectorQuery
 from docmem.store.manifest import FileRecord
 
 _TYPES: dict[str, type] = {cls.__name__: cls for cls in (Chunk, SparseVec, VectorQuery, FusionSpec, Scored,
-                                                            Candidate, FileRecord)}
+                                                            FileRecord)}
 
 # What a client may call on the owner's open corpus: the agent's reads, its notes (upsert of
 # an agent note, forgetting a scope), the batch runner's and the TUI's reads, and the embedder
 # (so the model is loaded once, in the owner). Document writes go through ingest jobs.
 ALLOWED: dict[str, frozenset[str]] = {
-    "store": frozenset({"count", "query", "candidates", "lacking_dense", "retrieve", "by_chunk_ids", "neighbours", "on_page", "upsert",
+    "store": frozenset({"count", "query", "candidates", "sections", "lacking_dense", "retrieve", "by_chunk_ids",
+                        "neighbours", "on_page", "upsert",
                         "delete_scope"}),
     "manifest": frozenset({"get_meta", "get", "files", "paths", "totals"}),
     "embedder": frozenset({"embed", "embed_query"}),

@@ -48,18 +48,10 @@ class Scored:
     score: float
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A point of one ranked list, with what ranking needs to group it by section."""
+# What ranking needs to group points by section (small: the text stays on disk).
+SECTION_FIELDS = ["path", "headings"]
 
-    point_id: str
-    score: float
-    path: str
-    headings: tuple[str, ...]
-
-
-# Payload fields a candidate carries (small: the text stays on disk until a page is shown).
-CANDIDATE_FIELDS = ["path", "headings"]
+Section = tuple[str, tuple[str, ...]]  # (path, heading path)
 
 
 def in_stable_order(points: Sequence[Scored]) -> list[Scored]:
@@ -103,8 +95,12 @@ class ArchivalStore(Protocol):
     def candidates(
         self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
         notes_scope: str | None = None,
-    ) -> list[list[Candidate]]:
+    ) -> list[list[Scored]]:
         """Each list on its own (one batched call), best first, for fusion in docmem."""
+        ...
+
+    def sections(self, point_ids: Sequence[str]) -> dict[str, Section]:
+        """Each point's (path, headings), for ordering a result list by section."""
         ...
 
     def delete_scope(self, scope: str) -> None:

@@ -14,8 +14,8 @@ import qdrant_edge as qe
 
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
-    CANDIDATE_FIELDS, DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, Candidate, FusionSpec, Scored,
-    SparseVec, VectorQuery, in_stable_order,
+    DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SECTION_FIELDS, SPARSE, FusionSpec, Scored, Section, SparseVec,
+    VectorQuery, in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,6 @@ def _visible(notes_scope: str | None) -> Any:
 
 def _vector(v: SparseVec | list[float]) -> Any:
     return qe.SparseVector(v.indices, v.values) if isinstance(v, SparseVec) else list(v)
-
-
-def _candidate(point_id: str, score: float, payload: dict[str, Any] | None) -> Candidate:
-    payload = payload or {}
-    return Candidate(point_id, score, payload.get("path", ""), tuple(payload.get("headings") or ()))
 
 
 class EdgeStore:
@@ -159,13 +154,18 @@ class EdgeStore:
     def candidates(
         self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
         notes_scope: str | None = None,
-    ) -> list[list[Candidate]]:
+    ) -> list[list[Scored]]:
         flt = _path_filter(paths, [_visible(notes_scope)])
         requests = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(_vector(q.vector), using=q.using),
-                                    filter=flt, with_payload=qe.PayloadSelector.Include(CANDIDATE_FIELDS),
-                                    with_vector=False) for q in lists]
-        return [[_candidate(str(p.id), float(p.score), p.payload) for p in points]
+                                    filter=flt, with_payload=False, with_vector=False) for q in lists]
+        return [[Scored(str(p.id), float(p.score)) for p in points]
                 for points in self.shard.query_batch(qe.QueryBatchRequest(requests))]
+
+    def sections(self, point_ids: Sequence[str]) -> dict[str, Section]:
+        records = self.shard.retrieve(list(point_ids), with_payload=qe.PayloadSelector.Include(SECTION_FIELDS),
+                                      with_vector=False) if point_ids else []
+        return {str(r.id): ((r.payload or {}).get("path", ""), tuple((r.payload or {}).get("headings") or ()))
+                for r in records}
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:

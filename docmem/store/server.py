@@ -13,8 +13,8 @@ from typing import Any, Sequence
 from docmem.errors import DocmemError
 from docmem.schema import KIND_DOCUMENT, KIND_NOTE, Chunk, embed_text_of as _embed_text
 from docmem.store.base import (
-    CANDIDATE_FIELDS, DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SPARSE, Candidate, FusionSpec, Scored,
-    SparseVec, VectorQuery, in_stable_order,
+    DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SECTION_FIELDS, SPARSE, FusionSpec, Scored, Section, SparseVec,
+    VectorQuery, in_stable_order,
 )
 
 log = logging.getLogger(__name__)
@@ -159,15 +159,19 @@ class ServerStore:
     def candidates(
         self, lists: Sequence[VectorQuery], paths: Sequence[str] | None = None,
         notes_scope: str | None = None,
-    ) -> list[list[Candidate]]:
+    ) -> list[list[Scored]]:
         m = self.m
         flt = self._path_filter(paths, [self._visible(notes_scope)])
         requests = [m.QueryRequest(query=self._vec(q.vector), using=q.using, filter=flt, limit=q.limit,
-                                   with_payload=CANDIDATE_FIELDS) for q in lists]
+                                   with_payload=False) for q in lists]
         responses = self.client.query_batch_points(self.collection, requests=requests)
-        return [[Candidate(str(p.id), float(p.score), (p.payload or {}).get("path", ""),
-                           tuple((p.payload or {}).get("headings") or ())) for p in r.points]
-                for r in responses]
+        return [[Scored(str(p.id), float(p.score)) for p in r.points] for r in responses]
+
+    def sections(self, point_ids: Sequence[str]) -> dict[str, Section]:
+        records = self.client.retrieve(self.collection, ids=list(point_ids),
+                                       with_payload=SECTION_FIELDS) if point_ids else []
+        return {str(r.id): ((r.payload or {}).get("path", ""), tuple((r.payload or {}).get("headings") or ()))
+                for r in records}
 
     def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
         if not point_ids:
