@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from pathlib import Path
 from typing import Iterable
 
 from rich.text import Text
@@ -26,10 +25,11 @@ from docmem.agent.session import make_processor
 from docmem.config import Settings
 from docmem.errors import CorpusNotFound, DocmemError
 from docmem.protocols import LLMError, Processor
-from docmem.store.corpus import corpus_names, list_corpora
+from docmem.store.corpus import corpus_names
 from docmem.tui import commands
+from docmem.tui.corpus_actions import CorpusActions
 from docmem.tui.runtime import Snapshot, Turn, Unconfigured, Workspace, new_session_name, saved_sessions
-from docmem.tui.screens import NEW_SESSION, CorpusScreen, HelpScreen, SessionScreen, SourceScreen
+from docmem.tui.screens import NEW_SESSION, HelpScreen, SessionScreen, SourceScreen
 from docmem.tui.widgets import (
     Activity, AgentText, AnswerView, Conversation, IngestBar, MemoryGauge, MemoryPane, Notice, Prompt,
     SourcesPane, StatusLine, UserMessage,
@@ -37,63 +37,10 @@ from docmem.tui.widgets import (
 
 log = logging.getLogger(__name__)
 
-CSS = """
-Screen { layout: vertical; }
-#main { height: 1fr; }
-#conversation { width: 3fr; padding: 0 1; }
-#side { width: 2fr; min-width: 38; }
-Screen.-narrow #side { display: none; }
-Screen.-narrow.-panel #side { display: block; width: 1fr; }
-Screen.-narrow.-panel #conversation { display: none; }
-Screen.-wide.-panel-hidden #side { display: none; }
 
-.user { border: round $primary; border-title-color: $primary; padding: 0 1; margin: 1 0 0 8; }
-.user.-queued { border: round $secondary; color: $text-muted; }
-.answer { border: round $success; border-title-color: $success; padding: 0 1; margin: 1 4 0 0; height: auto; }
-.answer:focus, .answer.-selected { border: double $success; }
-.answer Markdown { margin: 0; padding: 0; }
-.answer Markdown > *:last-child, .agent-text > *:last-child { margin-bottom: 0; }
-.agent-text { border: round $panel; border-title-color: $text-muted; padding: 0 1; margin: 1 4 0 0; }
-.notice { padding: 0 1; margin: 1 0 0 0; }
-.notice.-error { border-left: thick $error; color: $error; }
-.notice.-warning { border-left: thick $warning; color: $warning; }
-.notice.-information { border-left: thick $accent; color: $text-muted; }
-.notice.-flush { border-left: thick $warning; color: $warning; text-style: italic; }
-
-.question { color: $primary; text-style: bold; margin-top: 1; }
-.step { color: $text; }
-.step:focus { background: $boost; }
-.step.-llm { color: $text-muted; }
-.step.-failed { color: $error; }
-.step.-warning { color: $warning; }
-.step.-flush { color: $warning; text-style: bold; }
-.step.-final { color: $success; }
-.step.-note { color: $text-muted; text-style: italic; }
-.pane-title { text-style: bold; margin: 1 0 0 0; color: $primary; }
-#sources-list { height: 1fr; border: none; }
-MemoryPane Static { padding: 0 0 0 1; }
-
-#gauge { height: 2; padding: 0 1; background: $panel; }
-#gauge.-flushed { background: $warning 20%; }
-#status { height: 1; padding: 0 1; color: $text-muted; }
-IngestBar { height: 1; display: none; padding: 0 1; }
-IngestBar.-active { display: block; }
-#ingest-label { width: 1fr; }
-#prompt { margin: 0; }
-
-.dialog { width: 90%; max-width: 110; height: auto; max-height: 80%; border: round $primary; padding: 0 1;
-          background: $surface; }
-.dialog OptionList { height: auto; max-height: 16; }
-.help { height: 80%; }
-ModalScreen { align: center middle; }
-.source-screen #source-title { height: auto; max-height: 5; padding: 0 1; background: $panel; }
-.source-screen #source-scroll { padding: 1 2; }
-"""
-
-
-class ChatApp(App[None]):
+class ChatApp(CorpusActions, App[None]):
     TITLE = "docmem"
-    CSS = CSS
+    CSS_PATH = "app.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("escape", "interrupt", "Interrupt"),
@@ -583,120 +530,6 @@ class ChatApp(App[None]):
                 self.start_ingest(arg)
         else:
             self.notice(f"Unknown command /{name}: /help lists them.", "warning")
-
-    def _save(self) -> None:
-        ws = self.workspace
-        if ws is None or ws.agent is None:
-            self.notify("Nothing to save yet.", severity="warning")
-        elif self.busy == "agent":
-            self.notify("The session is saved when this turn ends.", timeout=3)
-        else:
-            ws.agent.save()
-            self.notify(f"Session '{ws.session}' saved. Resume it with: docmem chat --session {ws.session}")
-
-    def _corpus_dialog(self) -> None:
-        ws = self.workspace
-        active = ws.corpus_name if ws else None
-
-        def chosen(choice: tuple[str, str] | None) -> None:
-            if choice and choice[0] == "corpus":
-                self.switch_corpus(choice[1])
-            elif choice and choice[0] == "ingest":
-                self.start_ingest(choice[1])
-
-        infos = ws.service.corpora() if ws else list_corpora(self.settings)
-        self.push_screen(CorpusScreen(infos, active), chosen)
-
-    def _refuse_when_busy(self, what: str) -> bool:
-        if self.busy:
-            self.notice(f"Cannot {what} while {'the agent works' if self.busy == 'agent' else self.busy} "
-                        "is running: wait, or Esc to interrupt.", "warning")
-            return True
-        return False
-
-    def switch_corpus(self, name: str) -> None:
-        ws = self.workspace
-        if ws is None or self._refuse_when_busy("switch corpus"):
-            return
-        if ws.corpus is not None and ws.corpus_name == name:
-            self.notify(f"'{name}' is already the active corpus.", timeout=3)
-            return
-        self._begin("corpus", f"opening corpus '{name}'")
-        self._switch(name)
-
-    @work(thread=True, group="workspace", exit_on_error=False)
-    def _switch(self, name: str) -> None:
-        ws = self.workspace
-        assert ws is not None
-        try:
-            ws.open(name)
-        except DocmemError as exc:
-            self._post(self.notice, str(exc), "error")
-        except Exception as exc:
-            log.exception("switching corpus failed")
-            self._post(self.notice, f"Could not open '{name}': {type(exc).__name__}: {exc}", "error")
-        else:
-            self._post(self.notice, f"Corpus is now '{name}'. The session's memory comes along; "
-                                    "earlier citations point into the previous corpus.")
-            self._post(self._show_memory, ws.snapshot())
-        finally:
-            self._worker_done()
-
-    def start_ingest(self, raw: str) -> None:
-        ws = self.workspace
-        if ws is None or self._refuse_when_busy("ingest"):
-            return
-        path = Path(raw).expanduser()
-        if not path.exists():
-            self.notice(f"No such file or folder: {path}", "warning")
-            return
-        self._begin("ingest", f"ingesting {path} into '{ws.corpus_name}'")
-        self.query_one(IngestBar).start(str(path))
-        self._ingest(path)
-
-    @work(thread=True, group="workspace", exit_on_error=False)
-    def _ingest(self, path: Path) -> None:
-        ws = self.workspace
-        assert ws is not None
-
-        def progress(event) -> None:  # type: ignore[no-untyped-def]
-            detail = f"{event.done}/{event.total}" if event.total else (event.message or "")
-            if event.path:
-                detail += f" · {event.path}"
-            self._post(self._ingest_progress, event.stage, event.done, event.total, detail)
-
-        try:
-            summary = ws.ingest([path.resolve()], progress)
-        except DocmemError as exc:
-            self._post(self.notice, f"Ingest failed: {exc}", "error")
-        except Exception as exc:
-            log.exception("ingest failed")
-            self._post(self.notice, f"Ingest failed: {type(exc).__name__}: {exc}", "error")
-        else:
-            parts = [f"{len(summary.added)} added", f"{len(summary.updated)} updated",
-                     f"{len(summary.unchanged)} unchanged", f"{len(summary.removed)} removed",
-                     f"{summary.chunks_written:,} chunks written"]
-            if summary.chunks_embedded:
-                parts.append(f"{summary.chunks_embedded:,} embedded")
-            if summary.dense_error:
-                parts.append(f"dense vectors stopped: {summary.dense_error}")
-            if summary.failed:
-                parts.append(f"{len(summary.failed)} failed ({summary.failed[0][0]}: {summary.failed[0][1]}"
-                             + (", …" if len(summary.failed) > 1 else "") + ")")
-            if summary.skipped:
-                parts.append(f"{len(summary.skipped)} skipped")
-            self._post(self.notice, f"Ingested {path} into '{ws.corpus_name}': " + ", ".join(parts) + ".")
-            self._post(self._show_memory, ws.snapshot())
-        finally:
-            self._post(self._ingest_progress, None, 0, 0, "")
-            self._worker_done()
-
-    def _ingest_progress(self, stage: str | None, done: int, total: int, detail: str) -> None:
-        bar = self.query_one(IngestBar)
-        if stage is None:
-            bar.stop()
-        else:
-            bar.progress(stage, done, total, detail)
 
     # -- shutting down ---------------------------------------------------------------------------
 
