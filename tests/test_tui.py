@@ -609,3 +609,46 @@ def test_no_default_corpus_names_the_ones_that_exist(settings, pumps_template):
         assert only.workspace.corpus_name == "alpha"  # the only corpus there is
 
     drive(only, single)
+
+
+def test_escape_sequences_from_documents_and_the_model_never_reach_the_terminal(settings, tmp_path):
+    """Textual writes a widget's text to the terminal as it is: an ESC in a passage, a note or
+    a reply (clear screen, set the title, OSC 52 writes the clipboard) would run. Shown as '?'."""
+    from docmem.store.corpus import open_corpus
+    from ingest.pipeline import ingest
+
+    hostile = "\x1b[2J\x1b]52;c;ZWNobyBwd25lZA==\x1b\\"
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "turbine.md").write_text(f"# Turbine {hostile}\n\nTorque the flange bolts {hostile} to 85 Nm.\n")
+    with open_corpus(settings, create=True, embedder="none") as corpus:
+        ingest(corpus, [root], workers=1)
+
+    def policy(messages, tools):  # type: ignore[no-untyped-def]
+        if not tools:
+            return text("Summary.")
+        result = last_tool_result(messages)
+        if "flange" in result:
+            chunk_id = re.search(r"chunk (\S+) \| turbine\.md", result).group(1)  # type: ignore[union-attr]
+            return call("answer", text=f"Torque {hostile} to 85 Nm [1].",
+                        citations=[{"chunk_id": chunk_id, "quote": "Torque the flange bolts"}])
+        if not any(m.get("tool_calls") for m in current_turn(messages)[1]):
+            return call("working_context_append", text=f"note {hostile}", request_heartbeat=True)
+        return call("archival_search", query="flange bolts torque", request_heartbeat=True)
+
+    app = make_app(settings, processor=ScriptedProcessor(policy=policy), session="s1", pick_session=False)
+
+    async def body(pilot):  # type: ignore[no-untyped-def]
+        await send(pilot, f"What torque? {hostile}")
+        await settle(app, pilot)
+        assert app.query_one(AnswerView).result.status == "answered"
+        for item in app.query(ActivityItem):
+            item.expanded = True
+        await pilot.pause()
+        assert "\x1b" not in app.export_screenshot()
+        await pilot.press("ctrl+o")  # the cited passage at its source
+        await pilot.pause()
+        assert isinstance(app.screen, SourceScreen) and "flange" in app.screen.passage.text
+        assert "\x1b" not in app.export_screenshot()
+
+    drive(app, body)

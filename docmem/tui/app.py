@@ -32,7 +32,7 @@ from docmem.tui.runtime import Snapshot, Turn, Unconfigured, Workspace, new_sess
 from docmem.tui.screens import NEW_SESSION, HelpScreen, SessionScreen, SourceScreen
 from docmem.tui.widgets import (
     Activity, AgentText, AnswerView, Conversation, IngestBar, MemoryGauge, MemoryPane, Notice, Prompt,
-    SourcesPane, StatusLine, UserMessage,
+    SourcesPane, StatusLine, UserMessage, plain,
 )
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ class ChatApp(CorpusActions, App[None]):
             self._stream_writer = Markdown.get_stream(self._stream)
             self._streamed = ""
         self._streamed += delta
-        await self._stream_writer.write(delta)  # type: ignore[union-attr]
+        await self._stream_writer.write(plain(delta))  # type: ignore[union-attr]
 
     async def _close_stream(self) -> str:
         text = ""

@@ -18,7 +18,7 @@ from docmem.agent.recall import SessionInfo
 from docmem.store.corpus import Corpus, CorpusInfo
 from docmem.tui.commands import help_markdown
 from docmem.tui.passages import Passage, SourceReader
-from docmem.tui.widgets import where
+from docmem.tui.widgets import plain, where
 
 NEW_SESSION = "\x00new"
 
@@ -83,7 +83,7 @@ class SourceScreen(Screen[None]):
             self.reader = None
             self.passage = None
             self._title(citation, None)
-            self.query_one("#source-body", Static).update(Text(str(exc), style="yellow"))
+            self.query_one("#source-body", Static).update(Text(plain(exc), style="yellow"))
             return
         self._show_passage(self.reader.open())
 
@@ -94,18 +94,18 @@ class SourceScreen(Screen[None]):
             score = "" if citation.score >= 0.999 else f", fuzzy {citation.score:.0%}"
             title.append(f"✓ quote verified{score}", style="green")
         else:
-            title.append(f"✗ not verified: {citation.reason or ''}", style="red")
+            title.append(f"✗ not verified: {plain(citation.reason or '')}", style="red")
         title.append(f"  {where(citation)} · chunk {citation.chunk_id}")
         if passage is not None:
-            title.append(f" · {passage.label}", style="bold")
-        title.append(f"\n“{' '.join(citation.quote.split())}”", style="italic")
+            title.append(f" · {plain(passage.label)}", style="bold")
+        title.append(f"\n“{plain(' '.join(citation.quote.split()))}”", style="italic")
         self.query_one("#source-title", Static).update(title)
 
     def _show_passage(self, passage: Passage) -> None:
         self.passage = passage
         citation = self.citations[self.index - 1]
         self._title(citation, passage)
-        body = Text(passage.text, style="dim" if passage.cited else "")
+        body = Text(plain(passage.text), style="dim" if passage.cited else "")
         if passage.cited:
             body.stylize("not dim", *passage.cited)
         if passage.quote:

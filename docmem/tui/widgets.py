@@ -27,8 +27,15 @@ _MARKER = re.compile(r"\[(\d{1,3})\](?!\()")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
+def plain(text: object) -> str:
+    """Document, note or model text for a widget. Textual writes a widget's text to the terminal
+    as it is, so an ESC sequence in a passage or a reply (clear the screen, set the title, OSC 52:
+    write the clipboard) would run; control characters show as '?' (newlines and tabs stay)."""
+    return printable(str(text), lines=True)
+
+
 def where(c: CitationResult) -> str:
-    return (c.path or "?") + (f" p.{c.page}" if c.page is not None else "")
+    return printable(c.path or "?") + (f" p.{c.page}" if c.page is not None else "")
 
 
 def answer_markdown(result: AnswerResult) -> str:
@@ -39,7 +46,7 @@ def answer_markdown(result: AnswerResult) -> str:
         k = int(m.group(1))
         return f"[\\[{k}\\]](cite:{k})" if 1 <= k <= n else m.group(0)
 
-    lines = [_MARKER.sub(link, result.answer.strip())]
+    lines = [_MARKER.sub(link, plain(result.answer.strip()))]
     if result.citations:
         lines.append("")
         for k, c in enumerate(result.citations, start=1):
@@ -53,7 +60,7 @@ def answer_markdown(result: AnswerResult) -> str:
 
 class UserMessage(Static):
     def __init__(self, text: str, queued: bool = False) -> None:
-        super().__init__(Text(text), classes="user" + (" -queued" if queued else ""))
+        super().__init__(Text(plain(text)), classes="user" + (" -queued" if queued else ""))
         self.text = text
         self.border_title = "you" + (" · queued" if queued else "")
 
@@ -66,14 +73,14 @@ class AgentText(Markdown):
     """Text from the agent that is not a final answer (streamed text, send_message)."""
 
     def __init__(self, text: str = "") -> None:
-        super().__init__(text, classes="agent-text", open_links=False)
+        super().__init__(plain(text), classes="agent-text", open_links=False)
         self.border_title = "docmem"
         self.text = text
 
 
 class Notice(Static):
     def __init__(self, text: str, severity: str = "information") -> None:
-        super().__init__(Text(text), classes=f"notice -{severity}")
+        super().__init__(Text(plain(text)), classes=f"notice -{severity}")
         self.text = text
 
 
@@ -160,10 +167,10 @@ class ActivityItem(Static, can_focus=True):
 
     def render(self) -> Text:
         if not self.detail:
-            return Text("  " + self.line)
-        text = Text(("▾ " if self.expanded else "▸ ") + self.line)
+            return Text("  " + plain(self.line))
+        text = Text(("▾ " if self.expanded else "▸ ") + plain(self.line))
         if self.expanded:
-            text.append("\n" + self.detail, style="dim")
+            text.append("\n" + plain(self.detail), style="dim")
         return text
 
     def action_toggle(self) -> None:
@@ -183,7 +190,7 @@ class Activity(VerticalScroll):
         self.anchor()
 
     def question(self, text: str) -> None:
-        self.mount(Static(Text("▌ " + clip(text, 200)), classes="question"))
+        self.mount(Static(Text("▌ " + plain(clip(text, 200))), classes="question"))
         self.anchor()
 
     def step(self, step: Step) -> ActivityItem | None:
@@ -329,10 +336,10 @@ class MemoryPane(VerticalScroll):
         self.query_one("#memory-usage", Static).update(rows)
         working = snap.working or "(empty)"
         self.query_one("#memory-working", Static).update(
-            Text(f"{working}\n", style="" if snap.working else "dim").append(
+            Text(f"{plain(working)}\n", style="" if snap.working else "dim").append(
                 f"{u.working:,}/{snap.working_budget:,} tokens", style="dim"))
         summary = snap.summary or "(none yet: nothing has been evicted)"
-        self.query_one("#memory-summary", Static).update(Text(summary, style="" if snap.summary else "dim"))
+        self.query_one("#memory-summary", Static).update(Text(plain(summary), style="" if snap.summary else "dim"))
 
 
 # -- sources -----------------------------------------------------------------------------------
@@ -364,7 +371,7 @@ class SourcesPane(Vertical):
             prompt.append("✓ " if c.verified else "✗ ", style="green" if c.verified else "red")
             prompt.append(where(c), style="underline")
             prompt.append(f"  {c.chunk_id}\n", style="dim")
-            prompt.append(f"“{c.quote}”", style="italic")
+            prompt.append(f"“{plain(c.quote)}”", style="italic")
             options.add_option(Option(prompt, id=str(k)))
         if citations:
             options.highlighted = 0
@@ -396,7 +403,7 @@ class StatusLine(Static):
     def render(self) -> Text:
         mark = SPINNER[self._frame % len(SPINNER)] if self.busy else "·"
         line = Text(f"{mark} ", style="bold")
-        line.append(self.text)
+        line.append(plain(self.text))
         line.no_wrap, line.overflow = True, "ellipsis"
         return line
 
