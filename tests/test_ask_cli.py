@@ -119,3 +119,35 @@ def test_server_errors_end_with_one_clear_line(sample, server):
     assert result.exit_code == 1
     assert "rejected the API key (401)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ctrl_c_during_an_ask_is_one_line_and_the_session_is_kept(tmp_path, docmem_home):
+    """A person presses Ctrl+C while the model is thinking: one line saying what was kept, exit
+    130, and the session (with the question) is there to resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.txt").write_text("The lighthouse keeper lit the lamp every evening.\n")
+    assert CliRunner().invoke(cli, ["ingest", str(root), "--embedder", "none"]).exit_code == 0
+    with FakeOpenAI(model="m") as fake:
+        fake.policy = lambda body: {"hang": True}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DOCMEM_HOME": str(docmem_home)}
+        proc = subprocess.Popen([sys.executable, "-m", "docmem.cli", "ask", "Who lit the lamp?", "--model", "m",
+                                 "--base-url", fake.url, "--session", "night"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + 60
+        while not fake.chat_requests:  # the call to the model is under way
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err and "Aborted" not in err
+    assert "Interrupted: session 'night' is saved" in err and "--session night" in err
+    listing = CliRunner().invoke(cli, ["sessions", "--json"]).stdout
+    assert [s["name"] for s in json.loads(listing)] == ["night"]

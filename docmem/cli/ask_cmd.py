@@ -147,6 +147,11 @@ def ask(ctx: click.Context, question: str | None, corpus: str | None, questions_
                 show(step)
                 if isinstance(step, FinalStep):
                     result = step.result
+    except KeyboardInterrupt:
+        saved = (f"session '{shown(session)}' is saved up to its last finished step: ask again with "
+                 f"--session {shown(session)} to go on" if session else "nothing was saved (no --session)")
+        err.print(f"Interrupted: {saved}.", highlight=False)
+        sys.exit(130)
     finally:
         if tracer:
             tracer.close()
