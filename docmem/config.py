@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from docmem.errors import DocmemError
 
@@ -123,7 +124,21 @@ def _coerce(name: str, value: Any) -> Any:
         raise DocmemError(f"setting tool_choice must be required or auto, got {value!r}")
     if name == "first_search" and value not in ("auto", "on", "off"):
         raise DocmemError(f"setting first_search must be auto, on or off, got {value!r}")
+    if name == "base_url" and value:
+        _check_url(name, str(value))
     return value
+
+
+def _check_url(name: str, value: str) -> None:
+    """A typo in an endpoint is named here, not as a traceback from the HTTP client (``http://[::1``)
+    or as five rounds of "cannot connect" (``localhost:8080/v1``, no scheme)."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (parsing the port is what raises)
+    except ValueError as exc:
+        raise DocmemError(f"setting {name} {value!r} is not a URL ({exc}): e.g. http://localhost:11434/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DocmemError(f"setting {name} {value!r} is not an http(s) URL: e.g. http://localhost:11434/v1")
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}

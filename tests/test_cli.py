@@ -169,3 +169,10 @@ def test_a_broken_config_file_is_one_clear_line(docmem_home: Path, content: byte
     result = _run("corpora", ok=False)
     assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "localhost:8080/v1", "http://host:port/v1", "ftp://host/v1"])
+def test_a_mistyped_base_url_is_one_line_before_anything_is_called(url: str):
+    result = _run("ask", "Who?", "--model", "m", "--base-url", url, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output and "cannot connect" not in result.output
+    assert f"setting base_url {url!r} is not" in result.output and "http://localhost:11434/v1" in result.output
