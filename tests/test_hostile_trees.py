@@ -130,3 +130,10 @@ def test_escape_sequences_in_documents_never_reach_the_terminal(tmp_path):
     assert result.exit_code == 0 and "pineapple" in result.stdout and "[1] ✓" in result.stdout
     for stream in (result.stdout, result.stderr):
         assert "\x1b" not in stream and "\x07" not in stream
+
+
+def test_corpora_prints_a_markup_and_escape_laden_root_as_typed(tmp_path):
+    root = write_tree(tmp_path / "r[bold]\x1b[2Jx", {"a.txt": "Hello."})
+    assert CliRunner().invoke(cli, ["ingest", str(root), "--embedder", "none"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["corpora"], catch_exceptions=False)
+    assert result.exit_code == 0 and "r[bold]?[2Jx" in result.output and "\x1b" not in result.output

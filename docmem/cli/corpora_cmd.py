@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from docmem.cli.common import settings_from, user_errors
+from docmem.cli.common import settings_from, shown, user_errors
 from docmem.schema import CorpusInfo
 
 
@@ -35,8 +35,8 @@ def _pending(i: CorpusInfo) -> str:
 
 def _roots(roots: list[str]) -> str:
     home = str(Path.home())
-    shown = [("~" + r[len(home):]) if r == home or r.startswith(home + "/") else r for r in roots]
-    return ", ".join(shown) or "nothing yet"
+    short = [("~" + r[len(home):]) if r == home or r.startswith(home + "/") else r for r in roots]
+    return ", ".join(shown(r) for r in short) or "nothing yet"
 
 
 @click.command()
@@ -66,7 +66,7 @@ def corpora(ctx: click.Context, as_json: bool, delete: str | None) -> None:
         return
     console = Console()
     if not infos:
-        console.print(f"No corpora in {settings.corpora_dir}. Start with: docmem ingest PATH", highlight=False)
+        console.print(f"No corpora in {shown(settings.corpora_dir)}. Start with: docmem ingest PATH", highlight=False)
     else:
         table = Table(box=None, pad_edge=False, header_style="bold")  # fits 80 columns
         for name in ("corpus", "files", "chunks", "to embed", "embedder", "on disk", "last ingest"):
@@ -80,11 +80,11 @@ def corpora(ctx: click.Context, as_json: bool, delete: str | None) -> None:
         for i in infos:
             extra = [f"{i.failed} file{'s' if i.failed > 1 else ''} failed"] if i.failed else []
             if i.backend != "edge":
-                extra.append(f"stored at {i.backend}")
+                extra.append(f"stored at {shown(i.backend)}")
             console.print(f"{i.name}: from {_roots(i.roots)}" + "".join(f"; {e}" for e in extra),
                           highlight=False, soft_wrap=True)
     if eval_infos:
         total = disk_usage(evals.home)
-        console.print(f"\n{len(eval_infos)} eval corpora in {evals.home} ({_size(total)}), built by "
+        console.print(f"\n{len(eval_infos)} eval corpora in {shown(evals.home)} ({_size(total)}), built by "
                       f"`docmem eval`: {', '.join(i.name for i in eval_infos)}. Remove them with "
                       "`docmem eval --clean`.", highlight=False)
