@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -143,6 +144,7 @@ def test_help_and_corpora_import_nothing_heavy():
     """What keeps `--help` and `docmem corpora` under 0.3 s (bench/cli_startup.py times it)."""
     script = f"""
 import sys
+import click
 import pytest
 from click.testing import CliRunner
 from docmem.cli.main import cli
@@ -176,3 +178,18 @@ def test_a_mistyped_base_url_is_one_line_before_anything_is_called(url: str):
     result = _run("ask", "Who?", "--model", "m", "--base-url", url, ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output and "cannot connect" not in result.output
     assert f"setting base_url {url!r} is not" in result.output and "http://localhost:11434/v1" in result.output
+
+
+def test_an_error_quoting_an_escape_sequence_prints_it_as_text():
+    """click strips ANSI codes only when stdout is not a terminal: in one, a path or a server's
+    reply quoted in an error would run its ESC sequence."""
+    from docmem.cli.common import user_errors
+    from docmem.errors import DocmemError
+
+    @user_errors
+    def fails() -> None:
+        raise DocmemError("no such file: /tmp/\x1b]52;c;ZWNobw==\x07x")
+
+    with pytest.raises(click.ClickException) as caught:
+        fails()
+    assert caught.value.message == "no such file: /tmp/?]52;c;ZWNobw==?x"

@@ -48,8 +48,8 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except DocmemError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except DocmemError as exc:  # it may quote a path, a server's reply or a document
+            raise click.ClickException(printable(str(exc), lines=True)) from exc
 
     return wrapper  # type: ignore[return-value]
 
