@@ -142,12 +142,14 @@ class SearchPage:
 
     def header(self) -> str:
         if not self.total:
-            return f'No results for "{self.query}"'
+            query = self.query if len(self.query) <= 80 else self.query[:79] + "…"  # a pasted page
+            return f'No results for "{query}"'
         pages = f"{self.pages}+" if self.capped else str(self.pages)
         if not self.hits:
+            many = self.capped or self.total > 1, self.capped or self.pages > 1
             return (
-                f"Page {self.page} is past the last page: {self.total_label()} results "
-                f"({pages} pages)"
+                f"Page {self.page} is past the last page: {self.total_label()} "
+                f"result{'s' if many[0] else ''} ({pages} page{'s' if many[1] else ''})"
             )
         return (
             f"Showing results {self.first}-{self.last} of {self.total_label()} "

@@ -193,3 +193,14 @@ def test_an_error_quoting_an_escape_sequence_prints_it_as_text():
     with pytest.raises(click.ClickException) as caught:
         fails()
     assert caught.value.message == "no such file: /tmp/?]52;c;ZWNobw==?x"
+
+
+def test_search_headers_count_in_words_and_clip_a_pasted_query():
+    from docmem.schema import SearchPage
+
+    past = SearchPage("q", page=3, page_size=5, hits=[], total=1, capped=False, mode="bm25")
+    assert past.header() == "Page 3 is past the last page: 1 result (1 page)"
+    many = SearchPage("q", page=9, page_size=5, hits=[], total=12, capped=False, mode="bm25")
+    assert many.header() == "Page 9 is past the last page: 12 results (3 pages)"
+    long = SearchPage("x" * 100_000, page=1, page_size=5, hits=[], total=0, capped=False, mode="bm25")
+    assert long.header() == 'No results for "' + "x" * 79 + '…"'
