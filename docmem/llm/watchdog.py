@@ -20,6 +20,10 @@ __all__ = ["Watchdog"]
 class Watchdog:
     def __init__(self, response: Any, timeout: float) -> None:
         self.timeout = timeout
+        # Past the read timeout, with a margin: a socket that is merely silent is the read
+        # timeout's to report ("stopped sending"); the watchdog is for one that stays busy.
+        # Firing at the same moment made the two race for the error message.
+        self.limit = timeout * 1.5 + 0.25
         self.fired = False
         self._last = time.monotonic()
         self._done = threading.Event()
@@ -43,7 +47,7 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._done.wait(min(1.0, self.timeout / 4)):
-            if time.monotonic() - self._last > self.timeout:
+            if time.monotonic() - self._last > self.limit:
                 self.fired = True
                 try:
                     assert self._socket is not None
