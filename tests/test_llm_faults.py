@@ -322,3 +322,14 @@ def test_a_stream_of_keep_alives_without_tokens_ends(server, sleeps, filler):
     assert str(caught.value) == (f"the LLM server at {server.url} kept the stream open for 0.5 s without sending "
                                  "a token (only keep-alives or empty events); giving up")
     assert time.monotonic() - started < 3 and len(server.chat_requests) == 1
+
+
+def test_a_stream_ended_before_its_finish_reason_is_not_an_answer(server, sleeps):
+    """Seen: a server that sent "Hel" and closed had "Hel" taken as the whole reply."""
+    cut = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": server.model,
+           "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}, "finish_reason": None}]}
+    server.enqueue({"events": [f"data: {json.dumps(cut)}\n\n"]})
+    with processor(server, sleeps) as llm, pytest.raises(LLMError) as caught:
+        llm.complete(MESSAGES, TOOLS)
+    assert str(caught.value) == (f"the LLM server at {server.url} ended the stream before the reply was "
+                                 "finished (no finish_reason): the server or a proxy cut it off")

@@ -222,6 +222,7 @@ class OpenAIProcessor:
                 try:
                     chunk = next(chunks)
                 except StopIteration:
+                    reader.cut = reader.finish_reason is None  # the server ended it mid-reply
                     return
                 except ValueError as exc:  # a data: line that is not JSON
                     raise Malformed(f"sent a stream chunk that is not JSON ({exc})") from None

@@ -94,6 +94,7 @@ class StreamReader:
         self.usage = (0, 0, 0)
         self._slots: dict[int, list[Any]] = {}  # index -> [id, name, argument pieces]
         self._last = -1
+        self.cut = False  # the stream ended with no finish_reason (not when docmem stopped reading)
 
     def feed(self, chunk: Any) -> str:
         """Take one chunk; returns its new text (for ``on_text``), possibly empty."""
@@ -151,6 +152,9 @@ class StreamReader:
         for n, (_, name, _) in enumerate(calls):
             if not name:
                 raise Malformed(f"streamed tool call {n} without a function name")
+        if self.cut:  # a cut reply is no reply: "Hel" must not become the answer
+            raise Malformed("ended the stream before the reply was finished (no finish_reason): "
+                            "the server or a proxy cut it off")
         tokens_in, tokens_out, cached = self.usage
         return Completion(text="".join(self.text) or None, tool_calls=tool_calls(calls),
                           finish_reason=self.finish_reason, tokens_in=tokens_in, tokens_out=tokens_out,
