@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from docmem.agent.functions import CitationResult
 from docmem.agent.loop import Agent, AnswerResult
 from docmem.agent.memory import Usage
-from docmem.agent.recall import Recall, SessionInfo
+from docmem.agent.recall import Recall
 from docmem.agent.session import agent_options, recall_path
 from docmem.config import Settings
 from docmem.protocols import LLMError, Message, Processor
-from docmem.api.ops import follow_job
+from docmem.api.ops import follow_job, saved_sessions  # noqa: F401  (the TUI's session list)
 from docmem.api.owner import Docmem
 from docmem.api.protocol import CorpusView
 from docmem.schema import IngestOptions
@@ -90,15 +90,6 @@ def new_session_name() -> str:
     return time.strftime("chat-%Y%m%d-%H%M%S")
 
 
-def saved_sessions(settings: Settings) -> list[SessionInfo]:
-    path = recall_path(settings)
-    if not path.exists():
-        return []
-    recall = Recall(path, "")
-    try:
-        return recall.sessions()
-    finally:
-        recall.close()
 
 
 class Workspace:
