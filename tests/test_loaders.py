@@ -537,6 +537,37 @@ def test_html_title_headings_and_list(tmp_path):
     ]
 
 
+# DocBook (the PostgreSQL manual) titles an admonition box with an <h3>, like a subsection;
+# Sphinx adds a permalink "¶" to every heading and a sidebar with headings of its own.
+DOCBOOK_AND_SPHINX = """<html><head><title>Vacuuming</title></head><body>
+<div class="related" role="navigation"><h3>Navigation</h3><ul><li><a href="i.html">index</a></li></ul></div>
+<h2>25.1. Routine Vacuuming<a class="headerlink" href="#v">\u00b6</a></h2>
+<h3>25.1.2. Recovering Disk Space</h3><p>Dead rows take space until they are removed.</p>
+<div class="tip"><h3 class="title">Tip</h3><p>Plain VACUUM is often enough.</p></div>
+<p>Shrinking the file itself needs a full rewrite.</p>
+<h3>25.1.3. Updating Planner Statistics</h3><p>The planner needs fresh row counts.</p>
+<div class="sphinxsidebar" role="navigation"><h3>Contents</h3><ul><li>Recovering Disk Space</li></ul>
+<h3 id="searchlabel">Quick search</h3></div>
+<footer>Copyright the authors</footer>
+</body></html>"""
+
+
+def test_html_admonitions_and_page_chrome_open_no_section(tmp_path):
+    path = tmp_path / "vacuum.html"
+    path.write_text(DOCBOOK_AND_SPHINX, encoding="utf-8")
+    top, disk, stats = "25.1. Routine Vacuuming", "25.1.2. Recovering Disk Space", "25.1.3. Updating Planner Statistics"
+    assert [(b.text, b.headings, b.is_heading) for b in load(path).blocks] == [
+        (top, (top,), True),
+        (disk, (top, disk), True),
+        ("Dead rows take space until they are removed.", (top, disk), False),
+        ("Tip", (top, disk), False),
+        ("Plain VACUUM is often enough.", (top, disk), False),
+        ("Shrinking the file itself needs a full rewrite.", (top, disk), False),
+        (stats, (top, stats), True),
+        ("The planner needs fresh row counts.", (top, stats), False),
+    ]
+
+
 def test_html_in_cp1252_without_title(tmp_path):
     path = tmp_path / "old.htm"
     path.write_bytes("<h1>R\u00e9sum\u00e9</h1><p>Na\u00efve caf\u00e9.</p>".encode("cp1252"))

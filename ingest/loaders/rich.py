@@ -26,6 +26,11 @@ NEEDS_EXTRA = "needs the formats extra: pip install 'docmem[formats]'"
 
 # Elements that repeat on every page or carry no text of the document's own.
 _SKIPPED = {"PageBreak", "Header", "Footer", "PageNumber", "Image"}
+# Titles of admonition boxes (DocBook, as in the PostgreSQL manual, puts "Tip" in an <h3>
+# like a real subsection). They open no section: as headings they cut the enclosing
+# section in two and filed the text after the box, and the next subsections, under "Tip".
+_ADMONITIONS = {"note", "notes", "tip", "tips", "hint", "warning", "caution", "important", "danger",
+                "attention", "see also", "example", "remark"}
 _DAMAGED_FILE_ERRORS = {
     "PackageNotFoundError", "XMLSyntaxError", "InvalidXmlError", "UnprocessableEntityError"}
 
@@ -138,7 +143,7 @@ def load_pptx(path: Path) -> Document:
 
 def load_html(text: str, path: Path) -> Document:
     """`text` is the decoded page (the caller handles encodings, as for every text format)."""
-    elements = _partition("HTML", "html", "partition_html", text=text)
+    elements = _partition("HTML", "html", "partition_html", text=_without_chrome(text))
     blocks = _to_blocks(elements)
     return Document(_html_title(text) or _first_heading(blocks) or path.stem, blocks)
 
@@ -202,7 +207,7 @@ def _to_blocks(
             stack = []
         page = element_page
         path = tuple(title for _, title in stack)
-        if category == "Title" and is_structural(element):
+        if category == "Title" and is_structural(element) and text.rstrip(":").lower() not in _ADMONITIONS:
             depth = getattr(element.metadata, "category_depth", None) or 0
             while stack and stack[-1][0] >= depth:
                 stack.pop()
@@ -233,6 +238,37 @@ def _header(message: email.message.Message, name: str) -> str:
         return " ".join(str(message.get(name, "") or "").split())
     except (ValueError, TypeError):  # a malformed header must not lose the message
         return ""
+
+
+# A page's chrome: site navigation, search boxes, footers, and the permalink after each heading
+# (Sphinx's "¶"). Left in, Sphinx's sidebar headings ("Navigation", "Contents", "Quick
+# search") became subsections of the page's last section, and its table of contents a chunk
+# of it; every heading ended in "¶".
+_CHROME = ("//nav | //footer | //*[@role='navigation' or @role='search' or @role='contentinfo' "
+           "or @role='banner'] | //a[contains(concat(' ', @class, ' '), ' headerlink ')]")
+_CHROME_HINTS = ("<nav", "<footer", "role=", "headerlink")
+
+
+def _without_chrome(text: str) -> str:
+    """The page without its chrome (``_CHROME``); the page as it is if it has none or lxml
+    cannot parse it (unstructured then gets the same text it always did)."""
+    lowered = text[:1_000_000].lower()
+    if not any(hint in lowered for hint in _CHROME_HINTS):
+        return text
+    try:
+        import lxml.html
+
+        root = lxml.html.document_fromstring(text)
+        found = root.xpath(_CHROME)
+        if not found:
+            return text
+        for element in found:
+            if element.getparent() is not None:
+                element.drop_tree()
+        return lxml.html.tostring(root, encoding="unicode")
+    except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
+        logger.debug("page chrome kept: %s", exc)
+        return text
 
 
 class _TitleParser(HTMLParser):
