@@ -78,6 +78,19 @@ def test_linear_fusion_is_dense_led_and_bm25_breaks_near_ties():
     assert ranking.linear([[], dense], (0.1, 1.0)) == {"x": 0.6, "y": 0.58, "z": 0.3}
 
 
+def test_a_section_is_judged_by_its_typical_passage_not_only_its_best():
+    """b1 has the best cosine, but the other passage of its section barely matches: a1, alone
+    in its section, ranks first. Past the window, points keep their cosine and their order."""
+    dense = [Scored("b1", 0.62), Scored("a1", 0.60), Scored("b2", 0.30), Scored("c1", 0.25), Scored("d1", 0.20)]
+    sections = {"a1": ("f.md", ("A",)), "b1": ("f.md", ("B",)), "b2": ("f.md", ("B",)), "c1": ("f.md", ("B",))}
+    blended = ranking.with_section_evidence(dense, sections, share=0.5, window=3)
+    assert [c.point_id for c in blended] == ["a1", "b1", "b2", "c1", "d1"]
+    assert [round(c.score, 4) for c in blended] == [0.6, round((0.62 + 0.5 * 0.46) / 1.5, 4),
+                                                    round((0.30 + 0.5 * 0.46) / 1.5, 4), 0.25, 0.2]
+    assert [c.point_id for c in ranking.with_section_evidence(dense, sections, share=0.0)] == \
+        ["b1", "a1", "b2", "c1", "d1"]
+
+
 TOPICS = {
     "bread.md": "# Baking\n\n## Sourdough\n\nFeed the starter with flour and water, let the dough rise overnight, "
                 "then bake the loaf in a hot oven until the crust is dark.\n",
@@ -96,10 +109,15 @@ def test_of_n_counts_relevant_passages_only(settings, tmp_path):
     with open_corpus(settings, create=True, embedder="bundled") as corpus:
         ingest(corpus, [root], workers=1)
         assert corpus.store.count() == 4 and corpus.store.count(missing_dense=True) == 0
-        page = search(corpus, "How do I fix a bicycle wheel with a hole in it?", page_size=5)
+        question = "How do I fix a bicycle wheel with a hole in it?"
+        page = search(corpus, question, page_size=5)
         assert page.hits[0].chunk.path == "bikes.md"
-        assert page.total == len(page.hits) < 4 and not page.capped
-        assert page.header() == f"Showing results 1-{page.total} of {page.total} (page 1 of 1)"
+        # Page 1 still shows every candidate (an answer can sit under the floor); N counts the relevant.
+        assert len(page.hits) == 4 and 1 <= page.total < 4 and not page.capped
+        assert page.header() == f"Showing results 1-4 of {page.total} (page 1 of 1)"
+        # Past the relevant ones there is no further page.
+        assert search(corpus, question, page_size=page.total, page=2).header() == \
+            f"Page 2 is past the last page: {page.total} result{'s' if page.total > 1 else ''} (1 page)"
         # The same corpus ranked by the engine's DBSF lists every chunk.
         assert search(corpus, "How do I fix a bicycle wheel with a hole in it?", ranking="dbsf").total == 4
         nothing = search(corpus, "quantum chromodynamics of gluon plasma", page_size=5)
