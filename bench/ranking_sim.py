@@ -237,6 +237,36 @@ def report() -> None:
                              f"{len(sets['unseen']['questions'])}, NQ {len(sets['nq']['questions'])}"))
 
 
+def floor_report() -> None:
+    """Does the relevance floor (docmem.ranking.DENSE_FLOOR) separate answers from the rest?
+    For each set: questions whose best gold hit of the default's top 10 has a cosine under a
+    floor; for the off-topic questions, how many chunks of each corpus are over it."""
+    from _common import table
+
+    import _paraphrase
+    from docmem.embedders import BundledEmbedder
+
+    off = np.array(BundledEmbedder().embed(_paraphrase.OFF_TOPIC), dtype=np.float32)
+    floors = (0.1, 0.15, 0.2, 0.25)
+    rows = []
+    for name in ("para", "unseen", "nq"):
+        d = prepare(load(name))
+        cos = d["qv"] @ d["vecs"].T
+        scorer, _ = variants(d)["sections, share 0.5"]
+        best = []
+        for i in range(len(d["questions"])):
+            ranked = by_section(np.argsort(-scorer(i, cos[i]), kind="stable")[:100], d["sections"])[:10]
+            gold = [float(cos[i][j]) for j in ranked if j in set(d["golds"][i])]
+            if gold:
+                best.append(max(gold))
+        counts = [(off @ d["vecs"].T >= f).sum(1) for f in floors]
+        rows.append([name, len(best), round(min(best), 3)] + [sum(b < f for b in best) for f in floors]
+                    + [float(np.median(c)) for c in counts])
+    print(table(["set", "questions with gold in top 10", "lowest gold cosine"]
+                + [f"gold under {f}" for f in floors] + [f"off-topic median over {f}" for f in floors], rows,
+                "Relevance floor: gold cosines in the default's top 10 (simulated) vs off-topic questions' counts"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dump", action="store_true", help="read the corpora again (after a rebuild)")
@@ -244,6 +274,7 @@ def main() -> None:
     if opts.dump or not (OUT / "para.pkl").exists():
         dump_all()
     report()
+    floor_report()
 
 
 if __name__ == "__main__":

@@ -240,8 +240,9 @@ README_QUESTION = "How do I fit a linear model in R?"
 
 def of_n(corpus: Any, questions: list[str], gold: Any = None) -> dict[str, Any]:
     """The "of N" the default ranking reports, and for how many questions a gold hit of the
-    top 10 is ranked past N, i.e. under the relevance floor (``gold(i, chunk)`` says if a
-    chunk is gold). The floor only counts: page 1 shows those hits all the same."""
+    top 10 is ranked past N (``gold(i, chunk)`` says if a chunk is gold): the floor only
+    counts, page 1 shows such hits all the same. (How many gold hits have a cosine under the
+    floor: bench/ranking_sim.py.)"""
     import statistics
 
     totals, capped, dropped = [], 0, 0
@@ -452,7 +453,7 @@ def main() -> None:
                 f"Side by side: paraphrase set ({para['questions']} questions) and unseen set "
                 f"({para['unseen_questions']} questions) in one corpus ({para['build']['points']} chunks), "
                 f"NQ ({len(chosen)} questions), KV top-2; lm() rank = 'How do I fit a linear model in R?'"))
-    print(table(["questions", "median of N", "max", "share with N+", "gold of the top 10 under the floor"],
+    print(table(["questions", "median of N", "max", "share with N+", "gold of the top 10 ranked past N"],
                 [[k, v["median"], v["max"], v["capped"], v.get("gold_dropped", "-")] for k, v in totals.items()],
                 f"'of N' under the default ranking ({DEFAULT})"))
     print(f"questions that look like identifiers (hybrid rankings led by BM25 for these): "
