@@ -62,6 +62,9 @@ SRC = CACHE / "search" / f"source-{GEN_VERSION}.npz"
 # paraphrase set (docmem.ranking: both lists fetched, fused and grouped by section in docmem).
 MODES = {"bm25": "bm25", "dense": "dense", "hybrid": "rrf:60:1,3", "dbsf": "dbsf", "rrf:1:1,3": "rrf:1:1,3",
          "sections": "sections"}
+# The default's fusion without reading sections (no section evidence, no ordering by
+# section): what the sections' payload reads cost, at the default's 100 candidates only.
+MODES_AT_100 = {"fused": "fused:linear:0.1,1"}
 
 
 # --- the text source -----------------------------------------------------------------------------
@@ -342,12 +345,12 @@ def child(spec: dict[str, Any]) -> None:
         for q in queries[:30]:  # warm the page cache and the engine
             search(corpus, q, page_size=5, ranking=MODES["hybrid"])
         runs = ([(m, 500) for m in MODES] + [(m, c) for m in ("bm25", "hybrid") for c in (100, 1000)]
-                + [(m, 100) for m in ("dbsf", "rrf:1:1,3")])
+                + [(m, 100) for m in ("dbsf", "rrf:1:1,3", "dense", "sections", *MODES_AT_100)])
         for mode, cap in runs:
             times, empty = [], 0
             for q in queries:
                 t0 = time.perf_counter()
-                page = search(corpus, q, page=1, page_size=5, ranking=MODES[mode], candidates=cap)
+                page = search(corpus, q, page=1, page_size=5, ranking={**MODES, **MODES_AT_100}[mode], candidates=cap)
                 times.append(time.perf_counter() - t0)
                 empty += not page.hits
             stats = summary_ms(times)
