@@ -47,10 +47,10 @@ class TimedProcessor(ScriptedProcessor):
         super().__init__(*a, **kw)
         self.llm_seconds = 0.0
 
-    def complete(self, messages, tools, on_text=None):  # type: ignore[no-untyped-def]
+    def complete(self, messages, tools, on_text=None, *, schema=None):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         try:
-            return super().complete(messages, tools, on_text)
+            return super().complete(messages, tools, on_text, schema=schema)
         finally:
             self.llm_seconds += time.perf_counter() - started
 

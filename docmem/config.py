@@ -63,6 +63,10 @@ class Settings:
     # | auto (on with the minimal tool set): a small model then only has to refine
     # (bench/real_model_findings.md, finding 7); see Agent._searches_first for the full set.
     first_search: str = "auto"
+    # Each reply must follow a JSON schema of the calls the model may make now (sent as
+    # response_format; llama.cpp, vLLM, Ollama, LM Studio sample by it): on | off | auto (on
+    # with the minimal tool set). See docmem.agent.constrain.
+    constrain: str = "auto"
     note_tokens: int = 1000  # the largest note archival_insert accepts
     # Not a setting: whether any layer named the corpus. When none did and 'default' does not
     # exist, commands that read a corpus use the only one there is (docmem.store.corpus).
@@ -122,8 +126,8 @@ def _coerce(name: str, value: Any) -> Any:
         raise DocmemError(f"setting {name} must be positive, got {value!r}")
     if name == "tool_choice" and value not in ("required", "auto"):
         raise DocmemError(f"setting tool_choice must be required or auto, got {value!r}")
-    if name == "first_search" and value not in ("auto", "on", "off"):
-        raise DocmemError(f"setting first_search must be auto, on or off, got {value!r}")
+    if name in ("first_search", "constrain") and value not in ("auto", "on", "off"):
+        raise DocmemError(f"setting {name} must be auto, on or off, got {value!r}")
     if name == "base_url" and value:
         _check_url(name, str(value))
     return value

@@ -70,9 +70,12 @@ class Processor(Protocol):
     model: str
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, *,
+                 schema: dict[str, Any] | None = None) -> Completion:
         """One LLM call. ``on_text`` receives streamed text deltas when given; when it returns
-        True, reading stops there (the stream is closed) and what arrived is the reply."""
+        True, reading stops there (the stream is closed) and what arrived is the reply.
+        ``schema``: a JSON schema the whole reply must follow (``agent.constrain``), sent as
+        ``response_format``; a server that rejects it is asked without it."""
         ...
 
 

@@ -63,10 +63,15 @@ def test_every_ask_call_caps_the_reply_streams_and_requires_a_call(corpus, serve
     assert result.exit_code == 0, result.output
     requests = server.chat_requests
     assert len(requests) >= (1 if "4096" in flags else 2)  # minimal in 4k: docmem made the first search
+    constrained = "4096" in flags  # the minimal set: each reply follows a schema (agent.constrain)
     for body in requests:
         assert body["max_tokens"] == max_tokens
         assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
-        assert body.get("tool_choice") == ("required" if body.get("tools") else None)
+        if constrained:
+            assert body["tool_choice"] == "auto" and body["response_format"]["type"] == "json_schema"
+        else:
+            assert body.get("tool_choice") == ("required" if body.get("tools") else None)
+            assert "response_format" not in body
 
 
 def test_max_tokens_from_config(corpus, server, docmem_home):

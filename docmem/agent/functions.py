@@ -64,12 +64,17 @@ class State:
     counter: "TokenCounter"
     page_size: int = 5
     room: int = 1500  # tokens a result may take now; set by the loop before each call
-    seen: set[str] = field(default_factory=set)  # chunk ids shown during this question
+    seen: dict[str, str] = field(default_factory=dict)  # chunk id -> text shown during this question, oldest first
     searches: list[dict[str, Any]] = field(default_factory=list)
     final: Final | None = None
     notes_scope: str = "default"  # archival_insert writes here; every reader sees only these notes
     note_tokens: int = NOTE_TOKENS
     on_message: Callable[[str], None] = lambda _text: None
+
+    def saw(self, chunk_id: str, text: str) -> None:
+        """Record a chunk as shown, as the most recent (a constrained answer cites recent ones)."""
+        self.seen.pop(chunk_id, None)
+        self.seen[chunk_id] = text
 
 
 # -- archival storage ------------------------------------------------------------
@@ -124,7 +129,7 @@ def archival_search(
         heading = f" | {' > '.join(c.headings)}" if c.headings else ""
         lines.append(f"\n[{hit.rank}] chunk {c.id} | {_location(c)}{heading}" + (" (seen)" if seen else ""))
         lines.append(_fit(state, " ".join(c.text.split()), min(per_hit, 40) if seen else per_hit))
-        state.seen.add(c.id)
+        state.saw(c.id, c.text)
     return "\n".join(lines)
 
 
@@ -199,7 +204,7 @@ def open_document(
             break
         parts.append(_fit(state, block, state.room - 60 - used))
         used += tokens
-        state.seen.add(chunk.id)
+        state.saw(chunk.id, chunk.text)
     shown = chunks[:len(parts)]
     if direction == "previous":
         parts, shown = parts[::-1], shown[::-1]

@@ -20,6 +20,7 @@ from typing import Any, Callable, Generator, Iterator
 from pydantic import ValidationError
 
 from docmem import prompts
+from docmem.agent import constrain as constrained
 from docmem.agent import textcalls
 from docmem.agent.functions import NOTE_TOKENS, CitationResult, State
 from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
@@ -133,13 +134,18 @@ class Agent:
                  model: str | None = None, max_steps: int = 24, page_size: int = 5,
                  working_budget: int | None = None, reserve: int | None = None,
                  on_text: Callable[[str], None] | None = None, notes_scope: str | None = None,
-                 tools: str = "auto", note_tokens: int = NOTE_TOKENS, first_search: str = "auto") -> None:
+                 tools: str = "auto", note_tokens: int = NOTE_TOKENS, first_search: str = "auto",
+                 constrain: str = "auto") -> None:
         """``notes_scope``: whose archival notes this agent reads and writes (default: its session).
         ``tools``: full | minimal | auto (minimal below a small window, see ``toolsets``).
         ``first_search``: on | off | auto (on with the minimal set): docmem runs
-        ``archival_search(query=<the question>)`` itself before the first LLM call."""
+        ``archival_search(query=<the question>)`` itself before the first LLM call.
+        ``constrain``: on | off | auto (on with the minimal set): each reply must follow a JSON
+        schema of the calls it may make (``agent.constrain``)."""
         if first_search not in FIRST_SEARCH:
             raise DocmemError(f"unknown first_search {first_search!r}: use {', '.join(FIRST_SEARCH)}")
+        if constrain not in constrained.MODES:
+            raise DocmemError(f"unknown constrain {constrain!r}: use {', '.join(constrained.MODES)}")
         self.first_search = first_search
         self.processor = processor
         self.counter = TokenCounter(model or getattr(processor, "model", None))
@@ -150,6 +156,7 @@ class Agent:
         self.max_steps = max_steps
         self.on_text = on_text
         self.tool_set, offered = select(tools, window)
+        self.constrained = constrained.active(constrain, self.tool_set)
         self.tools: dict[str, Tool] = {t.name: t for t in offered}
         self.schemas = [t.schema() for t in offered]
         system = prompts.load("system_minimal" if self.tool_set == "minimal" else "system")
@@ -173,7 +180,7 @@ class Agent:
 
     def run(self, text: str, *, chat: bool = False) -> Iterator[Step]:
         """Handle one user message; ``chat`` yields to the user when no heartbeat is asked."""
-        self.state.seen, self.state.searches, self.state.final = set(), [], None
+        self.state.seen, self.state.searches, self.state.final = {}, [], None
         self.interrupt.clear()
         tokens_at_start = (self.tokens_in, self.tokens_out)
         self._push({"role": "user", "content": text})
@@ -200,7 +207,8 @@ class Agent:
             started = time.perf_counter()
             try:
                 reader = self._reader(last_call)
-                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader)
+                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader,
+                                                     schema=self._reply_schema())
             except ContextLengthExceeded as exc:
                 if retried_overflow:
                     result = self._result("error", "", steps, tokens_at_start, error=str(exc))
@@ -321,6 +329,9 @@ class Agent:
         if not getattr(self.processor, "stream", True):
             return self.on_text
         return _CallWatch(self.on_text, frozenset(self.tools), last)
+
+    def _reply_schema(self) -> dict[str, Any] | None:
+        return constrained.reply_schema(self.tools, self.state.seen) if self.constrained else None
 
     # -- the first search, made by docmem ------------------------------------------------
 

@@ -29,7 +29,8 @@ def make_processor(settings: Settings) -> Processor:
 def agent_options(settings: Settings) -> dict[str, Any]:
     """The Agent keyword arguments every front end takes from the settings."""
     return {"window": settings.context_window, "model": settings.model, "page_size": settings.page_size,
-            "tools": settings.tools, "note_tokens": settings.note_tokens, "first_search": settings.first_search}
+            "tools": settings.tools, "note_tokens": settings.note_tokens, "first_search": settings.first_search,
+            "constrain": settings.constrain}
 
 
 @contextmanager

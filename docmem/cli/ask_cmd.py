@@ -28,6 +28,10 @@ def tools_option(fn):  # type: ignore[no-untyped-def]
 
 
 def llm_options(fn):  # type: ignore[no-untyped-def]
+    fn = click.option("--constrain", type=click.Choice(["auto", "on", "off"]), default=None,
+                      expose_value=False, callback=_setting,
+                      help="Each reply must follow a JSON schema of the calls the model may make now "
+                           "(response_format; auto: with the minimal tool set; setting constrain).")(fn)
     fn = click.option("--first-search", type=click.Choice(["auto", "on", "off"]), default=None,
                       expose_value=False, callback=_setting,
                       help="docmem runs archival_search with the question before the model's first step "

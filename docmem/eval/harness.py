@@ -81,10 +81,11 @@ class MeteredProcessor:
         self.model = inner.model
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, *,
+                 schema: dict[str, Any] | None = None) -> Completion:
         self.meter.calls += 1
         try:
-            completion = self.inner.complete(messages, tools, on_text)
+            completion = self.inner.complete(messages, tools, on_text, schema=schema)
         except LLMError as exc:
             self.meter.failures += 1
             self.meter.last_error = str(exc)
@@ -321,7 +322,7 @@ class Harness:
         agent = Agent(self.llm, corpus, recall, window=self.options.window, model=self.model,
                       max_steps=self.options.max_steps, page_size=self.settings.page_size,
                       tools=self.settings.tools, note_tokens=self.settings.note_tokens,
-                      first_search=self.settings.first_search)
+                      first_search=self.settings.first_search, constrain=self.settings.constrain)
         seen: list[str] = []
 
         def on_step(step: Any) -> None:

@@ -11,7 +11,7 @@ a slow model that is producing tokens is never cut off. A call has a total ``dea
 over its retries; a timeout is retried at most once, and never once tokens had arrived (a
 deterministic generation would only be repeated). Parameters a server rejects
 (``tool_choice: "required"``, ``max_tokens`` on OpenAI's reasoning models,
-``stream_options``) fall back once and are remembered per endpoint and model, in memory
+``stream_options``, a ``response_format`` schema) fall back once and are remembered per endpoint and model, in memory
 and in ``quirks_path``.
 """
 
@@ -116,12 +116,13 @@ class OpenAIProcessor:
     # -- the call, with retries ----------------------------------------------------------
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, *,
+                 schema: dict[str, Any] | None = None) -> Completion:
         started = self.clock()
         attempt = timeouts = fallbacks = 0
         while True:
             attempt += 1
-            request = self._request(messages, tools, stream=self.stream or on_text is not None)
+            request = self._request(messages, tools, stream=self.stream or on_text is not None, schema=schema)
             timeout = min(self.timeout, max(1.0, self.deadline - (self.clock() - started)))
             reader = StreamReader()
             try:
@@ -166,12 +167,17 @@ class OpenAIProcessor:
         self.sleep(delay)
 
     def _request(self, messages: list[Message], tools: list[dict[str, Any]],
-                 stream: bool) -> dict[str, Any]:
+                 stream: bool, schema: dict[str, Any] | None = None) -> dict[str, Any]:
         quirks = self.quirks
         request: dict[str, Any] = {"model": self.model, "messages": messages}
+        constrained = schema is not None and quirks.get("response_format") != "off"
+        if constrained:  # the reply is the call, as JSON text (agent.constrain)
+            request["response_format"] = {"type": "json_schema",
+                                          "json_schema": {"name": "docmem_call", "schema": schema}}
         if tools:  # servers reject tool_choice without tools (the summarizer sends none)
-            request["tools"] = tools
-            request["tool_choice"] = quirks.get("tool_choice", self.tool_choice)
+            request["tools"] = tools  # still sent: the chat template describes them
+            # "auto" beside a schema: "required" would ask the server for a second grammar
+            request["tool_choice"] = "auto" if constrained else quirks.get("tool_choice", self.tool_choice)
             if self.parallel_tool_calls is not None:
                 request["parallel_tool_calls"] = self.parallel_tool_calls
         if self.temperature is not None:
@@ -196,6 +202,8 @@ class OpenAIProcessor:
             return self._remember("max_tokens", "max_completion_tokens", exc)
         if "stream_options" in request and "stream_options" in detail:
             return self._remember("stream_options", "off", exc)
+        if "response_format" in request and re.search(r"response_format|json_schema|grammar|schema", detail):
+            return self._remember("response_format", "off", exc)
         return False
 
     def _remember(self, name: str, value: str, exc: openai.APIError) -> bool:

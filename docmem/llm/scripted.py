@@ -69,6 +69,7 @@ class ScriptedProcessor:
         self.policy = policy
         self.queue: deque[Reply] = deque(replies)
         self.history: list[tuple[list[Message], list[dict[str, Any]]]] = []
+        self.schemas: list[dict[str, Any] | None] = []  # the reply schema of each request
 
     def enqueue(self, *replies: Reply) -> ScriptedProcessor:
         self.queue.extend(replies)
@@ -79,9 +80,11 @@ class ScriptedProcessor:
         return len(self.queue)
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
-                 on_text: Callable[[str], None] | None = None) -> Completion:
+                 on_text: Callable[[str], None] | None = None, *,
+                 schema: dict[str, Any] | None = None) -> Completion:
         sent = (copy.deepcopy(messages), copy.deepcopy(tools))
         self.history.append(sent)
+        self.schemas.append(copy.deepcopy(schema))
         if self.queue:
             reply: Reply = self.queue.popleft()
         elif self.policy is not None:

@@ -44,7 +44,8 @@ class Unconfigured:
         self.error = error
 
     def complete(self, messages: list[Message], tools: list[dict[str, Any]],
-                 on_text: Callable[[str], None] | None = None) -> Any:
+                 on_text: Callable[[str], None] | None = None, *,
+                 schema: dict[str, Any] | None = None) -> Any:
         raise self.error
 
 
