@@ -53,13 +53,19 @@ def quotes(text: str) -> list[str]:
     return out
 
 
-def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str]) -> dict[str, Any]:
+def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
+                 searched_anew: bool = True) -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
-    ``seen``: chunk id -> text, in the order shown during this question."""
+    ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
+    function of the call just made, which is not offered again (a 0.5B model, constrained,
+    repeated docmem's first search word for word until the loop stopped it); a search is,
+    when the last one showed nothing new (``searched_anew`` False)."""
     recent = list(seen.items())[-MAX_CHUNKS:]
     options = []
     for name, tool in tools.items():
+        if name == last and name != "answer" and (name != "archival_search" or searched_anew):
+            continue
         parameters = tool.schema()["function"]["parameters"]
         arguments = _strict(parameters)
         if name == "open_document":

@@ -208,7 +208,7 @@ class Agent:
             try:
                 reader = self._reader(last_call)
                 completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader,
-                                                     schema=self._reply_schema())
+                                                     schema=self._reply_schema(last_call))
             except ContextLengthExceeded as exc:
                 if retried_overflow:
                     result = self._result("error", "", steps, tokens_at_start, error=str(exc))
@@ -330,8 +330,12 @@ class Agent:
             return self.on_text
         return _CallWatch(self.on_text, frozenset(self.tools), last)
 
-    def _reply_schema(self) -> dict[str, Any] | None:
-        return constrained.reply_schema(self.tools, self.state.seen) if self.constrained else None
+    def _reply_schema(self, last: tuple[str, str] | None) -> dict[str, Any] | None:
+        if not self.constrained:
+            return None
+        searches = self.state.searches
+        return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None,
+                                        searched_anew=bool(searches and searches[-1]["new"]))
 
     # -- the first search, made by docmem ------------------------------------------------
 

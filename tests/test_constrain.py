@@ -1,0 +1,157 @@
+"""Constrained replies (issue 10, small models): with the minimal tool set each request carries
+a ``response_format`` JSON schema of the calls the model may make now, built from what it
+was shown; asserted on the schema itself (with ``jsonschema``, as a sampler would read it)
+and on what the fake server received."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from docmem.agent.citations import verify_quote
+from docmem.agent.constrain import quotes, reply_schema
+from docmem.agent.toolsets import MINIMAL
+from docmem.cli.main import cli
+from docmem.llm import openai as llm_openai
+from docmem.llm.openai import OpenAIProcessor
+from tests.agent_helpers import build_corpus, current_turn
+from tests.fake_openai import FakeOpenAI
+
+TOOLS = {t.name: t for t in MINIMAL}
+VALVE = ("The alpha valve opens at 3 bar. It closes again below 2 bar, after a delay of ten seconds.\n\n"
+         "Maintenance: replace the seal every 400 hours.")
+PUMP = "The beta pump starts when the tank is half empty; it stops when the float switch trips."
+
+
+def _valid(schema: dict[str, Any], call: dict[str, Any]) -> bool:
+    try:
+        jsonschema.validate(call, schema)
+    except jsonschema.ValidationError:
+        return False
+    return True
+
+
+def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences():
+    schema = reply_schema(TOOLS, {"valve-1": VALVE, "pump-2": PUMP})
+    jsonschema.Draft202012Validator.check_schema(schema)
+    good = {"name": "answer", "arguments": {
+        "citations": [{"chunk_id": "valve-1", "quote": "The alpha valve opens at 3 bar."}],
+        "text": "At 3 bar [1].", "not_found": False}}
+    assert _valid(schema, good)
+    assert _valid(schema, {"name": "archival_search", "arguments": {"query": "seal interval"}})
+    assert _valid(schema, {"name": "open_document", "arguments": {"chunk_id": "pump-2", "direction": "next"}})
+    assert _valid(schema, {"name": "answer", "arguments": {"citations": [], "text": "Not there.", "not_found": True}})
+    bad = [
+        {"name": "search", "arguments": {"query": "valve"}},  # the made-up name small models use
+        {"name": "archival_search", "arguments": {"query": "valve", "type": "object"}},  # schema word copied in
+        {"name": "open_document", "arguments": {"chunk_id": "12345"}},  # never shown
+        {"name": "answer", "arguments": {**good["arguments"], "citations": [
+            {"chunk_id": "valve-1", "quote": "FAILED: citations not verified"}]}},  # not in the chunk
+        {"name": "answer", "arguments": {**good["arguments"], "citations": [
+            {"chunk_id": "pump-2", "quote": "The alpha valve opens at 3 bar."}]}},  # another chunk's sentence
+        {"name": "answer", "arguments": {**good["arguments"], "citations": [good["arguments"]["citations"][0]] * 4}},
+    ]
+    assert [_valid(schema, call) for call in bad] == [False] * len(bad)
+    # the function just called is not offered again; a search is, when the last showed nothing new
+    names = lambda s: {o["properties"]["name"]["const"] for o in s["anyOf"]}  # noqa: E731
+    assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="archival_search")) == {"open_document", "answer"}
+    assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="archival_search", searched_anew=False)) == set(TOOLS)
+    assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="open_document")) == {"archival_search", "answer"}
+    assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="answer")) == set(TOOLS)
+    # nothing seen yet: nothing to open, and an answer can only abstain
+    empty = reply_schema(TOOLS, {})
+    assert not _valid(empty, {"name": "open_document", "arguments": {"chunk_id": "valve-1"}})
+    assert not _valid(empty, good) and _valid(empty, {"name": "answer", "arguments": {
+        "citations": [], "text": "Not found.", "not_found": True}})
+
+
+def test_every_offered_quote_verifies_against_its_chunk():
+    text = "Intro line\n\n" + VALVE + "\n- a list item that is long enough\n" + " ".join(["word"] * 60) + "."
+    offered = quotes(text)
+    assert "The alpha valve opens at 3 bar." in offered and len(offered) >= 4
+    assert all(verify_quote(q, text).ok for q in offered)
+    assert all(len(q.split()) <= 16 for q in offered)  # a long sentence is offered as its first words
+
+
+@pytest.fixture
+def corpus_root(settings, tmp_path: Path) -> Path:
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\n" + VALVE, "pump.txt": "Pumps\n\n" + PUMP})
+    return tmp_path / "docs"
+
+
+def _sampler(body: dict[str, Any]) -> dict[str, Any]:
+    """A server that samples by the schema: the first citation option and its first sentence,
+    checked against the schema before it is sent, written as text as llama.cpp writes it."""
+    if "response_format" not in body:
+        return {"content": "Summary."}
+    schema = body["response_format"]["json_schema"]["schema"]
+    options = {o["properties"]["name"]["const"]: o for o in schema["anyOf"]}
+    cited = options["answer"]["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"][0]["properties"]
+    quote = cited["quote"]["enum"][0]
+    call = {"name": "answer", "arguments": {"citations": [{"chunk_id": cited["chunk_id"]["const"], "quote": quote}],
+                                            "text": f"{quote} [1]", "not_found": False}}
+    jsonschema.validate(call, schema)
+    return {"content": json.dumps(call)}
+
+
+def test_ask_with_the_minimal_set_sends_a_schema_of_what_the_first_search_showed(corpus_root):
+    with FakeOpenAI() as server:
+        server.policy = _sampler
+        result = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", "--tools", "minimal",
+                                          "--model", server.model, "--base-url", server.url, "--json"],
+                                    catch_exceptions=False)
+        requests = server.chat_requests
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["status"] == "answered" and out["citations"][0]["verified"]
+    assert "alpha valve opens at 3 bar" in out["answer"]
+    body = requests[0]
+    assert body["tool_choice"] == "auto" and body["tools"]  # the template still describes the tools
+    _question, turn = current_turn(body["messages"])
+    shown = re.findall(r"\[\d+\] chunk (\S+) \|", next(m["content"] for m in turn if m["role"] == "tool"))
+    options = {o["properties"]["name"]["const"]: o for o in body["response_format"]["json_schema"]["schema"]["anyOf"]}
+    assert set(options) == {"open_document", "answer"}  # not the search just made: read or answer
+    assert set(options["open_document"]["properties"]["arguments"]["properties"]["chunk_id"]["enum"]) == set(shown)
+
+
+def test_the_full_set_is_not_constrained_unless_asked(corpus_root):
+    with FakeOpenAI() as server:
+        server.policy = _sampler
+        base = ["--model", server.model, "--base-url", server.url, "--tools", "full", "--first-search", "on"]
+        on = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", "--constrain", "on", *base])
+        constrained = list(server.chat_requests)
+        server.policy = lambda body: {"tool_calls": [{"name": "answer", "arguments": {
+            "text": "Not known.", "not_found": True}}]}
+        off = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", *base])
+        plain = server.chat_requests[len(constrained):]
+    assert on.exit_code == 0 and off.exit_code == 0, (on.output, off.output)
+    assert constrained and all("response_format" in b for b in constrained)
+    assert plain and not any("response_format" in b for b in plain)
+    assert all(b["tool_choice"] == "required" for b in plain)
+
+
+REFUSED = {"status": 400, "error": {"message": "response_format type json_schema is not supported by this model",
+                                    "type": "invalid_request_error", "code": 400}}
+
+
+def test_a_server_that_rejects_the_schema_is_asked_without_it_once_and_for_good(monkeypatch, tmp_path):
+    monkeypatch.setattr(llm_openai, "_QUIRKS", {})
+    schema = reply_schema(TOOLS, {"valve-1": VALVE})
+    messages = [{"role": "user", "content": "When?"}]
+    tools = [t.schema() for t in MINIMAL]
+    with FakeOpenAI() as server:
+        server.enqueue(REFUSED, "first", "second")
+        with OpenAIProcessor(server.model, server.url, None, max_retries=0,
+                             quirks_path=tmp_path / "q.json") as llm:
+            assert llm.complete(messages, tools, schema=schema).text == "first"
+            assert llm.complete(messages, tools, schema=schema).text == "second"
+            assert llm.quirks == {"response_format": "off"}
+        sent = server.chat_requests
+    assert ["response_format" in b for b in sent] == [True, False, False]
+    assert [b["tool_choice"] for b in sent] == ["auto", "required", "required"]
