@@ -45,12 +45,13 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
         "text": "At 3 bar [1].", "not_found": False}}
     assert _valid(schema, good)
     assert _valid(schema, {"name": "archival_search", "arguments": {"query": "seal interval"}})
-    assert _valid(schema, {"name": "open_document", "arguments": {"chunk_id": "pump-2", "direction": "next"}})
+    assert _valid(schema, {"name": "open_document", "arguments": {"chunk_id": "pump-2"}})
     assert _valid(schema, {"name": "answer", "arguments": {"citations": [], "text": "Not there.", "not_found": True}})
     bad = [
         {"name": "search", "arguments": {"query": "valve"}},  # the made-up name small models use
         {"name": "archival_search", "arguments": {"query": "valve", "type": "object"}},  # schema word copied in
         {"name": "open_document", "arguments": {"chunk_id": "12345"}},  # never shown
+        {"name": "open_document", "arguments": {"chunk_id": "pump-2", "direction": "next"}},  # skips the hit
         {"name": "answer", "arguments": {**good["arguments"], "citations": [
             {"chunk_id": "valve-1", "quote": "FAILED: citations not verified"}]}},  # not in the chunk
         {"name": "answer", "arguments": {**good["arguments"], "citations": [

@@ -71,7 +71,10 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
         if name == "open_document":
             if not recent:
                 continue  # nothing to open yet: search first
-            arguments["properties"]["chunk_id"] = {"enum": [cid for cid, _ in recent]}
+            # The chunk itself and what follows it (the default direction): a constrained 0.5B
+            # wrote "next" every time, skipping the hit it meant to read. The chunks shown
+            # become ids it can open, so it can still read on.
+            arguments["properties"] = {"chunk_id": {"enum": [cid for cid, _ in recent]}}
         elif name == "answer":
             arguments = _answer(recent)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
