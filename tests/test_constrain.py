@@ -15,11 +15,12 @@ import pytest
 from click.testing import CliRunner
 
 from docmem.agent.citations import verify_quote
-from docmem.agent.constrain import quotes, reply_schema
+from docmem.agent.constrain import next_page, quotes, reply_schema
 from docmem.agent.toolsets import MINIMAL
 from docmem.cli.main import cli
 from docmem.llm import openai as llm_openai
 from docmem.llm.openai import OpenAIProcessor
+from docmem.protocols import ToolCall
 from tests.agent_helpers import build_corpus, current_turn
 from tests.fake_openai import FakeOpenAI
 
@@ -70,6 +71,26 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
     assert not _valid(empty, {"name": "open_document", "arguments": {"chunk_id": "valve-1"}})
     assert not _valid(empty, good) and _valid(empty, {"name": "answer", "arguments": {
         "citations": [], "text": "Not found.", "not_found": True}})
+
+
+def test_sentences_sharing_the_question_s_words_are_offered_first():
+    schema = reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="How often is the seal replaced?")
+    answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    arguments = answer["properties"]["arguments"]
+    assert list(arguments["properties"]) == ["not_found", "citations", "text"]  # decide, cite, then say
+    first = arguments["properties"]["citations"]["items"]["anyOf"][0]["properties"]
+    assert first["chunk_id"]["const"] == "valve-1"
+    assert first["quote"]["enum"][0] == "replace the seal every 400 hours."
+
+
+def test_a_search_made_again_word_for_word_shows_the_next_page():
+    searches = [{"query": "seal  interval", "page": 1, "path": None}, {"query": "seal interval", "page": 2, "path": None}]
+    again = next_page(ToolCall("c1", "archival_search", '{"query": "seal interval"}'), searches)
+    assert json.loads(again.arguments) == {"query": "seal interval", "page": 3} and again.id == "c1"
+    other = ToolCall("c2", "archival_search", '{"query": "valve pressure"}')
+    assert next_page(other, searches) is other
+    filtered = ToolCall("c3", "archival_search", '{"query": "seal interval", "path": "*.pdf"}')
+    assert next_page(filtered, searches) is filtered
 
 
 def test_every_offered_quote_verifies_against_its_chunk():

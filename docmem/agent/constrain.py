@@ -17,19 +17,26 @@ any call written as text (``textcalls``), so a server that ignores it changes no
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping
 
 from docmem.agent.tools import Tool
+from docmem.protocols import ToolCall
 
 MODES = ("auto", "on", "off")
 MAX_CHUNKS = 8  # the chunks seen most recently that an answer may cite
-MAX_SENTENCES = 12  # quotable sentences per chunk
+MAX_SENTENCES = 8  # quotable sentences per chunk, those sharing most words with the question first
 QUOTE_WORDS = 16  # a longer sentence is offered as its first words (still verbatim)
 MIN_QUOTE_CHARS = 12
 MAX_CITATIONS = 3
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n|\n(?=\s*[-*•\d])")
+_WORD = re.compile(r"[^\W_]{3,}")
+_COMMON = frozenset("the and for are was were what which who whom whose when where why how does did "
+                    "can could should would will with from that this these those into than then there "
+                    "their they them its has have had not but all any each some such only also more "
+                    "most other about after before between under over default".split())
 
 
 def active(mode: str, tool_set: str) -> bool:
@@ -37,24 +44,29 @@ def active(mode: str, tool_set: str) -> bool:
     return mode == "on" or (mode == "auto" and tool_set == "minimal")
 
 
-def quotes(text: str) -> list[str]:
+def terms(text: str) -> frozenset[str]:
+    """Content words, cut to five letters (a cheap stem: "checkpoints" meets "checkpoint")."""
+    return frozenset(w[:5] for w in _WORD.findall(text.casefold()) if w not in _COMMON)
+
+
+def quotes(text: str, question: str = "") -> list[str]:
     """Sentences of a chunk an answer may quote: whole sentences, or the first words of long
-    ones, whitespace collapsed (verification normalises whitespace the same way)."""
+    ones, whitespace collapsed (verification normalises whitespace the same way); those that
+    share most words with ``question`` first (a small model takes the first options: it cited
+    a section heading, the chunk's first line, where the answer was three sentences on)."""
     out: list[str] = []
     for piece in _SENTENCE_END.split(text):
         words = piece.split()
-        if len(words) < 3:
-            continue
         quote = " ".join(words[:QUOTE_WORDS])
-        if len(quote) >= MIN_QUOTE_CHARS and quote not in out:
+        if len(words) >= 3 and len(quote) >= MIN_QUOTE_CHARS and quote not in out:
             out.append(quote)
-        if len(out) >= MAX_SENTENCES:
-            break
-    return out
+    asked = terms(question)
+    out.sort(key=lambda q: -len(asked & terms(q)))  # stable: chunk order among equals
+    return out[:MAX_SENTENCES]
 
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
-                 searched_anew: bool = True) -> dict[str, Any]:
+                 searched_anew: bool = True, question: str = "") -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
@@ -76,24 +88,47 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # become ids it can open, so it can still read on.
             arguments["properties"] = {"chunk_id": {"enum": [cid for cid, _ in recent]}}
         elif name == "answer":
-            arguments = _answer(recent)
+            arguments = _answer(recent, question)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
 
 
-def _answer(recent: list[tuple[str, str]]) -> dict[str, Any]:
-    """Citations before the text, so the model picks its evidence and then says what it says."""
+def _answer(recent: list[tuple[str, str]], question: str) -> dict[str, Any]:
+    """Whether it was found first, then the evidence, then the text: the model decides, picks
+    what supports it and then says it. Chunks whose best sentence shares most words with the
+    question come first."""
+    asked = terms(question)
+    options = [(cid, sentences) for cid, text in recent if (sentences := quotes(text, question))]
+    options.sort(key=lambda o: -len(asked & terms(o[1][0])))
     cited = [{"type": "object", "properties": {"chunk_id": {"const": cid}, "quote": {"enum": sentences}},
-              "required": ["chunk_id", "quote"], "additionalProperties": False}
-             for cid, text in recent if (sentences := quotes(text))]
+              "required": ["chunk_id", "quote"], "additionalProperties": False} for cid, sentences in options]
     citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
     if cited:
         citations["items"] = {"anyOf": cited}
     return {"type": "object",
-            "properties": {"citations": citations, "text": {"type": "string", "minLength": 1},
-                           "not_found": {"type": "boolean"}},
-            "required": ["citations", "text", "not_found"], "additionalProperties": False}
+            "properties": {"not_found": {"type": "boolean"}, "citations": citations,
+                           "text": {"type": "string", "minLength": 1}},
+            "required": ["not_found", "citations", "text"], "additionalProperties": False}
+
+
+def next_page(call: ToolCall, searches: list[dict[str, Any]]) -> ToolCall:
+    """A search made again, word for word, is read as "more of that": the next page not yet
+    shown (constrained, the 0.5B re-ran docmem's first search after reading a hit; the
+    same page again would only be refused as a repeat)."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError:
+        return call
+    if not isinstance(arguments, dict) or arguments.get("path"):
+        return call
+    query = " ".join(str(arguments.get("query", "")).split())
+    pages = [s["page"] for s in searches if " ".join(s["query"].split()) == query and not s.get("path")]
+    page = arguments.get("page", 1)
+    if page not in pages:
+        return call
+    arguments["page"] = max(pages) + 1
+    return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
 
 
 def _strict(parameters: dict[str, Any]) -> dict[str, Any]:

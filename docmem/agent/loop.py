@@ -157,6 +157,7 @@ class Agent:
         self.on_text = on_text
         self.tool_set, offered = select(tools, window)
         self.constrained = constrained.active(constrain, self.tool_set)
+        self.question = ""  # the user message being answered (ranks what a constrained answer may quote)
         self.tools: dict[str, Tool] = {t.name: t for t in offered}
         self.schemas = [t.schema() for t in offered]
         system = prompts.load("system_minimal" if self.tool_set == "minimal" else "system")
@@ -181,6 +182,7 @@ class Agent:
     def run(self, text: str, *, chat: bool = False) -> Iterator[Step]:
         """Handle one user message; ``chat`` yields to the user when no heartbeat is asked."""
         self.state.seen, self.state.searches, self.state.final = {}, [], None
+        self.question = text
         self.interrupt.clear()
         tokens_at_start = (self.tokens_in, self.tokens_out)
         self._push({"role": "user", "content": text})
@@ -266,6 +268,8 @@ class Agent:
 
             heartbeat = False
             for call in completion.tool_calls:
+                if self.constrained and call.name == "archival_search":
+                    call = constrained.next_page(call, self.state.searches)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
@@ -335,7 +339,8 @@ class Agent:
             return None
         searches = self.state.searches
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None,
-                                        searched_anew=bool(searches and searches[-1]["new"]))
+                                        searched_anew=bool(searches and searches[-1]["new"]),
+                                        question=self.question)
 
     # -- the first search, made by docmem ------------------------------------------------
 
