@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from docmem.agent.tools import Tool
 from docmem.protocols import ToolCall
@@ -66,13 +66,15 @@ def quotes(text: str, question: str = "") -> list[str]:
 
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
-                 searched_anew: bool = True, question: str = "") -> dict[str, Any]:
+                 read: Collection[str] = (), searched_anew: bool = True, question: str = "") -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
     function of the call just made, which is not offered again (a 0.5B model, constrained,
     repeated docmem's first search word for word until the loop stopped it); a search is,
-    when the last one showed nothing new (``searched_anew`` False)."""
+    when the last one showed nothing new (``searched_anew`` False). ``read``: chunks already
+    shown whole, which are not offered to open again (the 0.5B re-opened the chunk holding
+    the answer after every search, until its step budget ran out)."""
     recent = list(seen.items())[-MAX_CHUNKS:]
     options = []
     for name, tool in tools.items():
@@ -81,12 +83,13 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
         parameters = tool.schema()["function"]["parameters"]
         arguments = _strict(parameters)
         if name == "open_document":
-            if not recent:
-                continue  # nothing to open yet: search first
+            unread = [cid for cid in seen if cid not in read][-MAX_CHUNKS:]
+            if not unread:
+                continue  # nothing (new) to open: search, or answer
             # The chunk itself and what follows it (the default direction): a constrained 0.5B
             # wrote "next" every time, skipping the hit it meant to read. The chunks shown
             # become ids it can open, so it can still read on.
-            arguments["properties"] = {"chunk_id": {"enum": [cid for cid, _ in recent]}}
+            arguments["properties"] = {"chunk_id": {"enum": unread}}
         elif name == "answer":
             arguments = _answer(recent, question)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},

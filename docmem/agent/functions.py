@@ -65,16 +65,20 @@ class State:
     page_size: int = 5
     room: int = 1500  # tokens a result may take now; set by the loop before each call
     seen: dict[str, str] = field(default_factory=dict)  # chunk id -> text shown during this question, oldest first
+    read: set[str] = field(default_factory=set)  # of those, the chunks open_document showed
     searches: list[dict[str, Any]] = field(default_factory=list)
     final: Final | None = None
     notes_scope: str = "default"  # archival_insert writes here; every reader sees only these notes
     note_tokens: int = NOTE_TOKENS
     on_message: Callable[[str], None] = lambda _text: None
 
-    def saw(self, chunk_id: str, text: str) -> None:
-        """Record a chunk as shown, as the most recent (a constrained answer cites recent ones)."""
+    def saw(self, chunk_id: str, text: str, read: bool = False) -> None:
+        """Record a chunk as shown, as the most recent (a constrained answer cites recent ones);
+        ``read``: shown whole by open_document (a constrained model is not offered it again)."""
         self.seen.pop(chunk_id, None)
         self.seen[chunk_id] = text
+        if read:
+            self.read.add(chunk_id)
 
 
 # -- archival storage ------------------------------------------------------------
@@ -204,7 +208,7 @@ def open_document(
             break
         parts.append(_fit(state, block, state.room - 60 - used))
         used += tokens
-        state.saw(chunk.id, chunk.text)
+        state.saw(chunk.id, chunk.text, read=True)
     shown = chunks[:len(parts)]
     if direction == "previous":
         parts, shown = parts[::-1], shown[::-1]

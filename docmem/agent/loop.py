@@ -181,7 +181,7 @@ class Agent:
 
     def run(self, text: str, *, chat: bool = False) -> Iterator[Step]:
         """Handle one user message; ``chat`` yields to the user when no heartbeat is asked."""
-        self.state.seen, self.state.searches, self.state.final = {}, [], None
+        self.state.seen, self.state.read, self.state.searches, self.state.final = {}, set(), [], None
         self.question = text
         self.interrupt.clear()
         tokens_at_start = (self.tokens_in, self.tokens_out)
@@ -338,7 +338,7 @@ class Agent:
         if not self.constrained:
             return None
         searches = self.state.searches
-        return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None,
+        return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
                                         question=self.question)
 
