@@ -66,6 +66,7 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
     assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="archival_search", searched_anew=False)) == set(TOOLS)
     assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="open_document")) == {"archival_search", "answer"}
     assert names(reply_schema(TOOLS, {"valve-1": VALVE}, last="answer")) == set(TOOLS)
+    assert names(reply_schema(TOOLS, {"valve-1": VALVE}, final=True)) == {"answer"}  # the budget's last step
     # a chunk already read whole is not offered to open again; it can still be cited
     reread = reply_schema(TOOLS, {"valve-1": VALVE, "pump-2": PUMP}, last="archival_search", read={"valve-1"})
     assert not _valid(reread, {"name": "open_document", "arguments": {"chunk_id": "valve-1"}})

@@ -66,7 +66,8 @@ def quotes(text: str, question: str = "") -> list[str]:
 
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
-                 read: Collection[str] = (), searched_anew: bool = True, question: str = "") -> dict[str, Any]:
+                 read: Collection[str] = (), searched_anew: bool = True, question: str = "",
+                 final: bool = False) -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
@@ -74,10 +75,14 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     repeated docmem's first search word for word until the loop stopped it); a search is,
     when the last one showed nothing new (``searched_anew`` False). ``read``: chunks already
     shown whole, which are not offered to open again (the 0.5B re-opened the chunk holding
-    the answer after every search, until its step budget ran out)."""
+    the answer after every search, until its step budget ran out). ``final``: the last step
+    of the budget, which can only answer (or abstain): an answer, even "not found", says
+    what was searched; running out of steps says nothing."""
     recent = list(seen.items())[-MAX_CHUNKS:]
     options = []
     for name, tool in tools.items():
+        if final and name != "answer" and "answer" in tools:
+            continue
         if name == last and name != "answer" and (name != "archival_search" or searched_anew):
             continue
         parameters = tool.schema()["function"]["parameters"]

@@ -210,7 +210,7 @@ class Agent:
             try:
                 reader = self._reader(last_call)
                 completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader,
-                                                     schema=self._reply_schema(last_call))
+                                                     schema=self._reply_schema(last_call, steps >= self.max_steps))
             except ContextLengthExceeded as exc:
                 if retried_overflow:
                     result = self._result("error", "", steps, tokens_at_start, error=str(exc))
@@ -334,13 +334,13 @@ class Agent:
             return self.on_text
         return _CallWatch(self.on_text, frozenset(self.tools), last)
 
-    def _reply_schema(self, last: tuple[str, str] | None) -> dict[str, Any] | None:
+    def _reply_schema(self, last: tuple[str, str] | None, final: bool) -> dict[str, Any] | None:
         if not self.constrained:
             return None
         searches = self.state.searches
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
-                                        question=self.question)
+                                        question=self.question, final=final)
 
     # -- the first search, made by docmem ------------------------------------------------
 
