@@ -124,6 +124,7 @@ class SearchPage:
     mode: str  # "hybrid" | "hybrid, BM25-led (identifier)" | "bm25" | "dense"
     filters: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the header alone would hide
+    closest: float | None = None  # the best dense cosine of any candidate (None: no dense list)
 
     @property
     def pages(self) -> int:
@@ -168,6 +169,7 @@ class SearchPage:
             "mode": self.mode,
             "filters": self.filters,
             "notes": self.notes,
+            "closest": self.closest,
             "hits": [h.as_dict() for h in self.hits],
         }
 
@@ -176,7 +178,8 @@ class SearchPage:
         """The inverse of ``as_dict``: a page as a remote owner sent it."""
         return cls(data["query"], int(data["page"]), int(data["page_size"]),
                    [Hit.from_dict(h) for h in data["hits"]], int(data["total"]), bool(data["capped"]),
-                   data["mode"], dict(data.get("filters") or {}), list(data.get("notes") or []))
+                   data["mode"], dict(data.get("filters") or {}), list(data.get("notes") or []),
+                   None if data.get("closest") is None else float(data["closest"]))
 
 
 @dataclass(frozen=True)

@@ -132,8 +132,10 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
     exact = len(lists) == 2 and looks_like_identifier(query)
     if exact:
         fusion, mode = IDENTIFIER_FUSION, "hybrid, BM25-led (identifier)"
+    closest = None
     if plan.in_docmem:
-        scored, total, capped = _ranked_here(corpus, lists, fusion, plan.grouped, exact, cap, paths, notes_scope)
+        scored, total, capped, closest = _ranked_here(corpus, lists, fusion, plan.grouped, exact, cap, paths,
+                                                      notes_scope)
         # Page 1 is filled from the ranked list even past the relevant ones ("results 1-5 of 2"):
         # a paraphrase's answer can sit just under the floor; later pages list relevant ones only.
         scored = scored[:max(total, page_size)] if total else []
@@ -147,13 +149,15 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
             if s.point_id in chunks and chunks[s.point_id].visible_to(notes_scope)]
     log.debug("search %r: %s, %d of %d candidates, page %d, %.1f ms", query, mode, total, cap, page,
               (time.perf_counter() - started) * 1000)
-    return SearchPage(query, page, page_size, hits, total, capped, mode, filters, _notes(corpus, mode, path, total))
+    return SearchPage(query, page, page_size, hits, total, capped, mode, filters, _notes(corpus, mode, path, total),
+                      closest)
 
 
 def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, grouped: bool, exact: bool,
-                 cap: int, paths: list[str] | None, notes_scope: str | None) -> tuple[list[Scored], int, bool]:
+                 cap: int, paths: list[str] | None, notes_scope: str | None) -> tuple[list[Scored], int, bool, float | None]:
     """Fused by docmem.ranking: the ranked candidates, how many of them pass the relevance
-    floor (the "of N"), and whether a list was still relevant at its cap ("N+"). The floor
+    floor (the "of N"), whether a list was still relevant at its cap ("N+"), and the best
+    dense cosine (None when no dense list was searched). The floor
     counts and does not cut the ranking: on the unseen paraphrase set 4 of 33 answers had a
     cosine under it yet ranked in the top 10 (bench/README.md, section 3b)."""
     found = corpus.store.candidates(lists, paths, notes_scope)
@@ -163,6 +167,7 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     if keep is not None:  # a chunk still waiting for its dense vector is judged by its words
         dense_ids = {c.point_id for c in found[1]}
         keep.update(corpus.store.lacking_dense([c.point_id for c in found[0] if c.point_id not in dense_ids]))
+    closest = max((c.score for c in found[1]), default=None) if len(lists) == 2 else None
     sections: dict[str, Section] = {}
     if grouped and fusion.method == "linear" and found[1]:  # dense-led: a section's other passages count
         sections = corpus.store.sections([c.point_id for c in found[1][:ranking.GROUP_WINDOW]])
@@ -175,7 +180,7 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
         scored = ranking.by_section(head, sections) + scored[len(head):]
     relevant = len(scored) if keep is None else sum(1 for s in scored if s.point_id in keep)
     more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
-    return scored[:cap], min(relevant, cap), more or relevant > cap
+    return scored[:cap], min(relevant, cap), more or relevant > cap, closest
 
 
 def _notes(corpus: Corpus, mode: str, path: str | None, total: int) -> list[str]:

@@ -9,10 +9,14 @@ import math
 import pytest
 
 from docmem import ranking
+from docmem.agent.functions import WEAK_MATCH, State, archival_search
+from docmem.agent.memory import MainContext
+from docmem.agent.recall import Recall
 from docmem.schema import Chunk
 from docmem.search import search
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery
 from docmem.store.corpus import open_corpus
+from docmem.tokens import TokenCounter
 from ingest.pipeline import ingest
 from tests.conftest import write_tree
 
@@ -122,6 +126,13 @@ def test_of_n_counts_relevant_passages_only(settings, tmp_path):
         assert search(corpus, "How do I fix a bicycle wheel with a hole in it?", ranking="dbsf").total == 4
         nothing = search(corpus, "quantum chromodynamics of gluon plasma", page_size=5)
         assert nothing.total < 4
+        # ... and the agent is told when nothing is close in meaning (a hint; it still reads)
+        assert nothing.closest is not None and nothing.closest < WEAK_MATCH < page.closest
+        state = State(corpus, MainContext(system="", working_budget=256), Recall(":memory:", "s"), TokenCounter(None))
+        weak = archival_search(state, "How do I repair a leaking garden hose?")  # the tyre patch, at ~0.28
+        assert weak.startswith("Showing results 1-") and "No passage is close in meaning" in weak.splitlines()[1]
+        assert "close in meaning" not in archival_search(state, "How do I fix a bicycle wheel with a hole in it?")
+        assert search(corpus, "bicycle", ranking="bm25").closest is None  # no dense list, no verdict
 
 
 @pytest.mark.parametrize("backend", ["edge", "server"])
