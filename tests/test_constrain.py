@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from docmem.agent.citations import verify_quote
-from docmem.agent.constrain import next_page, quotes, reply_schema
+from docmem.agent.constrain import MAX_SENTENCES, QUOTE_WORDS, Relevance, next_page, quotes, reply_schema, sentences
 from docmem.agent.toolsets import MINIMAL
 from docmem.cli.main import cli
 from docmem.llm import openai as llm_openai
@@ -83,7 +83,7 @@ def test_sentences_sharing_the_question_s_words_are_offered_first():
     schema = reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="How often is the seal replaced?")
     answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
     arguments = answer["properties"]["arguments"]
-    assert list(arguments["properties"]) == ["not_found", "citations", "text"]  # decide, cite, then say
+    assert list(arguments["properties"]) == ["citations", "text", "not_found"]  # cite, say, then judge
     first = arguments["properties"]["citations"]["items"]["anyOf"][0]["properties"]
     assert first["chunk_id"]["const"] == "valve-1"
     assert first["quote"]["enum"][0] == "replace the seal every 400 hours."
@@ -101,10 +101,29 @@ def test_a_search_made_again_word_for_word_shows_the_next_page():
 
 def test_every_offered_quote_verifies_against_its_chunk():
     text = "Intro line\n\n" + VALVE + "\n- a list item that is long enough\n" + " ".join(["word"] * 60) + "."
-    offered = quotes(text)
-    assert "The alpha valve opens at 3 bar." in offered and len(offered) >= 4
-    assert all(verify_quote(q, text).ok for q in offered)
-    assert all(len(q.split()) <= 16 for q in offered)  # a long sentence is offered as its first words
+    every = sentences(text)
+    assert "The alpha valve opens at 3 bar." in every and len(every) >= 4
+    assert all(verify_quote(q, text).ok for q in every)
+    assert all(len(q.split()) <= QUOTE_WORDS for q in every)  # a long sentence is offered as its first words
+    offered = quotes(text, "When does the valve open?")
+    assert offered[0] == "The alpha valve opens at 3 bar." and len(offered) == MAX_SENTENCES
+
+
+def test_sentences_are_ranked_by_the_corpus_embedder_when_there_is_one():
+    class Embedder:  # a stand-in that knows one topic: the point is the order and the batching
+        calls: list[list[str]] = []
+
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            self.calls.append(list(texts))
+            return [[1.0, 0.0] if ("pressure" in t or "bar" in t) else [0.0, 1.0] for t in texts]
+
+    relevance = Relevance(Embedder())
+    schema = reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="At what pressure?", relevance=relevance)
+    answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    first = answer["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"][0]["properties"]
+    assert first["chunk_id"]["const"] == "valve-1" and first["quote"]["enum"][0].endswith("at 3 bar.")
+    reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="At what pressure?", relevance=relevance)
+    assert len(Embedder.calls) == 1  # each sentence (and the question) embedded once
 
 
 @pytest.fixture

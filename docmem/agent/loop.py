@@ -158,6 +158,7 @@ class Agent:
         self.tool_set, offered = select(tools, window)
         self.constrained = constrained.active(constrain, self.tool_set)
         self.question = ""  # the user message being answered (ranks what a constrained answer may quote)
+        self._relevance: constrained.Relevance | None = None
         self.tools: dict[str, Tool] = {t.name: t for t in offered}
         self.schemas = [t.schema() for t in offered]
         system = prompts.load("system_minimal" if self.tool_set == "minimal" else "system")
@@ -338,9 +339,15 @@ class Agent:
         if not self.constrained:
             return None
         searches = self.state.searches
+        if self._relevance is None:
+            try:
+                embedder = self.corpus.embedder if self.corpus.has_dense else None
+            except DocmemError:  # it cannot load here: sentences are ranked by their words
+                embedder = None
+            self._relevance = constrained.Relevance(embedder)
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
-                                        question=self.question, final=final)
+                                        question=self.question, final=final, relevance=self._relevance)
 
     # -- the first search, made by docmem ------------------------------------------------
 
