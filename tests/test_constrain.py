@@ -124,6 +124,12 @@ def test_sentences_are_ranked_by_the_corpus_embedder_when_there_is_one():
     assert first["chunk_id"]["const"] == "valve-1" and first["quote"]["enum"][0].endswith("at 3 bar.")
     reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="At what pressure?", relevance=relevance)
     assert len(Embedder.calls) == 1  # each sentence (and the question) embedded once
+    # the closest chunk stays citable however many were shown after it (a wrong document read)
+    crowd = {"valve-1": VALVE, **{f"other-{n}": f"Unrelated text number {n} about gardens." for n in range(12)}}
+    schema = reply_schema(TOOLS, crowd, question="At what pressure?", relevance=relevance)
+    answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    options = answer["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"]
+    assert options[0]["properties"]["chunk_id"]["const"] == "valve-1" and len(options) == 8
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ from docmem.protocols import ToolCall
 log = logging.getLogger(__name__)
 
 MODES = ("auto", "on", "off")
-MAX_CHUNKS = 8  # the chunks seen most recently that an answer may cite
+MAX_CHUNKS = 8  # chunks an answer may cite (those closest to the question) or open (the latest)
+MAX_CANDIDATES = 40  # chunks seen in this question that are weighed for citing (the latest)
 MAX_SENTENCES = 4  # quotable sentences per chunk: those closest to the question
 QUOTE_WORDS = 30  # a longer sentence is offered as its first words (still verbatim)
 MIN_QUOTE_CHARS = 12
@@ -116,7 +117,6 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     the answer after every search, until its step budget ran out). ``final``: the last step
     of the budget, which can only answer (or abstain): an answer, even "not found", says
     what was searched; running out of steps says nothing."""
-    recent = list(seen.items())[-MAX_CHUNKS:]
     options = []
     for name, tool in tools.items():
         if final and name != "answer" and "answer" in tools:
@@ -134,7 +134,7 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # become ids it can open, so it can still read on.
             arguments["properties"] = {"chunk_id": {"enum": unread}}
         elif name == "answer":
-            arguments = _answer(recent, question, relevance or Relevance(None))
+            arguments = _answer(list(seen.items())[-MAX_CANDIDATES:], question, relevance or Relevance(None))
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
@@ -143,7 +143,9 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
 def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance) -> dict[str, Any]:
     """The evidence first, then the text, then whether it was not found: the model picks what
     supports it and says it (asked to decide first, the 0.5B abstained on 2 of 4 questions
-    whose answer it had just read). Chunks whose best sentence is closest come first."""
+    whose answer it had just read). The ``MAX_CHUNKS`` chunks whose best sentence is closest
+    to the question, closest first: by recency alone, the chunks of a wrong document the 0.5B
+    had opened pushed the top search hit, which held the answer, out of the list."""
     found = {cid: sentences(text) for cid, text in recent}
     flat = [s for group in found.values() for s in group]
     score = dict(zip(flat, relevance.scores(question, flat)))
@@ -153,6 +155,7 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance) 
         if best:
             options.append((cid, best))
     options.sort(key=lambda o: -score[o[1][0]])
+    options = options[:MAX_CHUNKS]
     cited = [{"type": "object", "properties": {"chunk_id": {"const": cid}, "quote": {"enum": best}},
               "required": ["chunk_id", "quote"], "additionalProperties": False} for cid, best in options]
     citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
