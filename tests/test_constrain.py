@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from docmem.agent.citations import verify_quote
-from docmem.agent.constrain import MAX_SENTENCES, QUOTE_WORDS, Relevance, next_page, quotes, reply_schema, sentences
+from docmem.agent.constrain import (MAX_SENTENCES, QUOTE_WORDS, Relevance, next_page, quoted_answer, quotes,
+                                    reply_schema, sentences)
 from docmem.agent.toolsets import MINIMAL
 from docmem.cli.main import cli
 from docmem.llm import openai as llm_openai
@@ -97,6 +98,22 @@ def test_a_search_made_again_word_for_word_shows_the_next_page():
     assert next_page(other, searches) is other
     filtered = ToolCall("c3", "archival_search", '{"query": "seal interval", "path": "*.pdf"}')
     assert next_page(filtered, searches) is filtered
+
+
+def test_an_answer_whose_text_is_no_answer_answers_with_its_quotes():
+    tool = TOOLS["answer"]
+    description = tool.model.model_fields["text"].description
+    cited = [{"chunk_id": "valve-1", "quote": "The alpha valve opens at 3 bar."}]
+
+    def text_of(text, **extra):  # type: ignore[no-untyped-def]
+        arguments = {"citations": cited, "text": text, "not_found": False, **extra}
+        call = quoted_answer(ToolCall("c", "answer", json.dumps(arguments)), tool, "When does the valve open?")
+        return json.loads(call.arguments)["text"]
+
+    quoted = "\u201cThe alpha valve opens at 3 bar.\u201d [1]"
+    assert text_of(description) == quoted and text_of(" ") == quoted and text_of("When does the valve open?") == quoted
+    assert text_of("At 3 bar [1].") == "At 3 bar [1]."  # its own words stay
+    assert text_of(description, not_found=True) == description  # an abstention is not rewritten
 
 
 def test_every_offered_quote_verifies_against_its_chunk():

@@ -129,9 +129,6 @@ def archival_search(
         raise ToolError(result.header() + ": ask for a lower page")
     header = result.header() if not result.total else f'{result.header()} for "{query}"'
     header += f" in {path}" if path else ""
-    if result.closest is not None and result.closest < WEAK_MATCH and page == 1 and result.hits:
-        header += (f"\n[No passage is close in meaning to the query (best similarity {result.closest:.2f}): "
-                   "the documents may not cover it.]")
     if not result.hits:
         return header
     per_hit = max(40, (state.room - state.counter.count(header) - 20) // len(result.hits) - 30)
@@ -143,6 +140,9 @@ def archival_search(
         lines.append(f"\n[{hit.rank}] chunk {c.id} | {_location(c)}{heading}" + (" (seen)" if seen else ""))
         lines.append(_fit(state, " ".join(c.text.split()), min(per_hit, 40) if seen else per_hit))
         state.saw(c.id, c.text)
+    if result.closest is not None and result.closest < WEAK_MATCH and page == 1:  # last: read just before deciding
+        lines.append(f"\n[No passage is close in meaning to the query (best similarity {result.closest:.2f}): "
+                     "the documents may not cover it.]")
     return "\n".join(lines)
 
 

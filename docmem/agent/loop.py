@@ -271,6 +271,8 @@ class Agent:
             for call in completion.tool_calls:
                 if self.constrained and call.name == "archival_search":
                     call = constrained.next_page(call, self.state.searches)
+                elif self.constrained and call.name == "answer":
+                    call = constrained.quoted_answer(call, self.tools["answer"], self.question)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
