@@ -86,3 +86,29 @@ def test_answers_made_over_another_corpus_are_never_reused(settings, tmp_path):
     assert asked_again == 4  # both questions, search + answer each: nothing from 'default' reused
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["corpus"] for r in records] == ["other", "other"]
+
+
+EVIL = ('<img src=x onerror=alert(1)> ![t](http://tracker.example/x.png) [click](javascript:alert(1)) '
+        '<script>alert(2)</script> `code`')
+
+
+def test_the_markdown_report_shows_hostile_text_as_text():
+    """Quotes, answers, paths, queries and errors come from documents and models: a report
+    opened in a Markdown viewer must not load an image, run HTML or offer a javascript: link."""
+    from markdown_it import MarkdownIt
+
+    from docmem.batch.reports import ReportInfo, render_markdown
+
+    records = [
+        {"id": "1", "question": "Q " + EVIL, "status": "answered", "answer": f"It is so [1]. {EVIL} [2]",
+         "citations": [{"chunk_id": "c-1", "quote": EVIL, "verified": True, "path": f"docs/{EVIL}.md"},
+                       {"chunk_id": "c-2", "quote": "plain", "verified": False, "reason": EVIL, "path": "a.md"}]},
+        {"id": "2", "question": "Q2", "status": "abstained", "answer": EVIL,
+         "searches": [{"query": EVIL, "page": 1, "total": 3, "path": "*`x`*"}]},
+        {"id": "3", "question": "Q3", "status": "error", "error": EVIL},
+    ]
+    markdown = render_markdown(records, ReportInfo("questions.txt", "c", "s", "a.jsonl"))
+    html = MarkdownIt("commonmark").enable("table").render(markdown)
+    assert not [t for t in ("<img", "<script", 'href="javascript', 'src="') if t in html]
+    assert html.count("&lt;img src=x onerror=alert(1)&gt;") >= 5  # shown, as typed
+    assert "It is so [^q1-1]." in markdown and "[^q1-2]" in markdown  # the markers still footnote

@@ -105,7 +105,7 @@ def _where(c: dict[str, Any]) -> str:
 
 # -- Markdown ---------------------------------------------------------------------------
 
-_MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\](?!\()")
+_MARKERS = re.compile(r"\\\[(\d+(?:\s*,\s*\d+)*)\\\](?!\()")  # "[1]" as _md leaves it: "\[1\]"
 _SEARCHED = re.compile(r"\n\nSearched: .*?; (\d+) passages seen\.\s*$", re.S)
 
 
@@ -167,7 +167,7 @@ def render_markdown(records: Sequence[Record], info: ReportInfo) -> str:
         lines += ["", "## Failures", "", "Re-run the same command to ask these again."]
         for n, r in failed:
             lines += ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", "",
-                      f"Error: {r.get('error') or 'unknown error'}"]
+                      f"Error: {_md(_inline(r.get('error') or 'unknown error'))}"]
     return "\n".join(lines) + "\n"
 
 
@@ -183,20 +183,20 @@ def _answer_section(n: int, r: Record) -> list[str]:
         used.update(numbers)
         return "".join(f"[^q{n}-{k}]" for k in numbers)
 
-    text = _MARKERS.sub(footnotes, text)
+    text = _MARKERS.sub(footnotes, _md(text))
     unused = [k for k in range(1, len(cites) + 1) if k not in used]
     if unused:  # every source gets a marker, or Markdown drops its footnote
         text += " " + "".join(f"[^q{n}-{k}]" for k in unused)
     out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", "", text]
     if r.get("warning"):
-        out += ["", f"> ⚠ {r['warning']}"]
+        out += ["", f"> ⚠ {_md(_inline(r['warning']))}"]
     if r.get("stale"):
         out += ["", f"_Re-answered after the corpus changed: {'; '.join(r['stale'].get('reasons') or [])}._"]
     out.append("")
     for k, c in enumerate(cites, start=1):
         check = "✓ verified" if c.get("verified") else f"✗ NOT verified: {c.get('reason') or ''}"
-        out.append(f"[^q{n}-{k}]: **{_where(c)}**: “{_inline(c.get('quote', ''))}” "
-                   f"(chunk `{c.get('chunk_id')}`, {check})")
+        out.append(f"[^q{n}-{k}]: **{_md(_where(c))}**: “{_inline(c.get('quote', ''))}” "
+                   f"(chunk `{_inline(c.get('chunk_id', '')).replace('`', '')}`, {_md(check)})")
     return out
 
 
@@ -208,13 +208,13 @@ def _abstention_section(n: int, r: Record) -> list[str]:
         text, seen = text[:match.start()].strip(), match.group(1)
     out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", ""]
     if text:
-        out += [text, ""]
+        out += [_md(text), ""]
     searches = r.get("searches") or []
     if searches:
         out.append("Searched:" if seen is None else f"Searched ({seen} passages seen):")
         out.append("")
         for s in searches:
-            where = f" in `{s['path']}`" if s.get("path") else ""
+            where = f" in `{_inline(s['path']).replace('`', '')}`" if s.get("path") else ""
             total = f"{s.get('total')}{'+' if s.get('capped') else ''}"
             out.append(f"- “{_inline(str(s.get('query', '')))}”{where}, page {s.get('page')}: {total} results")
     else:
@@ -223,15 +223,31 @@ def _abstention_section(n: int, r: Record) -> list[str]:
 
 
 def _table(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    return _inline(text).replace("|", "\\|")
 
 
 def _heading(text: str) -> str:
-    return " ".join(str(text).split())
+    return _inline(text)
 
 
 def _inline(text: str) -> str:
-    return " ".join(str(text).split())
+    """One line of text as Markdown shows it literally (``_md``)."""
+    return _md(" ".join(str(text).split()))
+
+
+_ACTIVE = re.compile(r"[\\`*_\[\]<>&!]")
+
+
+def _md(text: str) -> str:
+    """Text from documents, the model or the user, inert in Markdown: a quote or an answer can
+    carry ``<img src=x onerror=...>``, ``![](https://tracker/...)`` or ``[click](javascript:...)``
+    from a hostile document, and a report is opened in renderers that run them. HTML is
+    escaped as entities, link, image, code and emphasis syntax with a backslash; answer
+    markers ``[1]`` become footnotes afterwards."""
+    def escape(match: re.Match[str]) -> str:
+        c = match.group(0)
+        return {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(c, "\\" + c)
+    return _ACTIVE.sub(escape, str(text))
 
 
 def _duration(seconds: float) -> str:
