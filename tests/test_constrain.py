@@ -123,7 +123,7 @@ def test_every_offered_quote_verifies_against_its_chunk():
     assert all(verify_quote(q, text).ok for q in every)
     assert all(len(q.split()) <= QUOTE_WORDS for q in every)  # a long sentence is offered as its first words
     offered = quotes(text, "When does the valve open?")
-    assert offered[0] == "The alpha valve opens at 3 bar." and len(offered) == MAX_SENTENCES
+    assert offered[0] == "The alpha valve opens at 3 bar." and len(offered) == min(len(every), MAX_SENTENCES)
 
 
 def test_sentences_are_ranked_by_the_corpus_embedder_when_there_is_one():
