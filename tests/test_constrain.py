@@ -85,6 +85,9 @@ def test_sentences_sharing_the_question_s_words_are_offered_first():
     answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
     arguments = answer["properties"]["arguments"]
     assert list(arguments["properties"]) == ["citations", "text", "not_found"]  # cite, say, then judge
+    doubtful = reply_schema(TOOLS, {"valve-1": VALVE}, question="Who won the World Cup?", doubtful=True)
+    answer = next(o for o in doubtful["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    assert list(answer["properties"]["arguments"]["properties"]) == ["not_found", "citations", "text"]
     first = arguments["properties"]["citations"]["items"]["anyOf"][0]["properties"]
     assert first["chunk_id"]["const"] == "valve-1"
     assert first["quote"]["enum"][0] == "replace the seal every 400 hours."

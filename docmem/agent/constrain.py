@@ -109,7 +109,7 @@ def quotes(text: str, question: str = "", relevance: Relevance | None = None) ->
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
                  read: Collection[str] = (), searched_anew: bool = True, question: str = "",
-                 final: bool = False, relevance: Relevance | None = None) -> dict[str, Any]:
+                 final: bool = False, relevance: Relevance | None = None, doubtful: bool = False) -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
@@ -119,7 +119,8 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     shown whole, which are not offered to open again (the 0.5B re-opened the chunk holding
     the answer after every search, until its step budget ran out). ``final``: the last step
     of the budget, which can only answer (or abstain): an answer, even "not found", says
-    what was searched; running out of steps says nothing."""
+    what was searched; running out of steps says nothing. ``doubtful``: no search of this
+    question came close in meaning, and the answer asks first whether it was not found."""
     options = []
     for name, tool in tools.items():
         if final and name != "answer" and "answer" in tools:
@@ -137,16 +138,19 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # become ids it can open, so it can still read on.
             arguments["properties"] = {"chunk_id": {"enum": unread}}
         elif name == "answer":
-            arguments = _answer(list(seen.items())[-MAX_CANDIDATES:], question, relevance or Relevance(None))
+            arguments = _answer(list(seen.items())[-MAX_CANDIDATES:], question, relevance or Relevance(None),
+                                doubtful)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
 
 
-def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance) -> dict[str, Any]:
+def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool) -> dict[str, Any]:
     """The evidence first, then the text, then whether it was not found: the model picks what
     supports it and says it (asked to decide first, the 0.5B abstained on 2 of 4 questions
-    whose answer it had just read). The ``MAX_CHUNKS`` chunks whose best sentence is closest
+    whose answer it had just read). When every search was far from the question
+    (``doubtful``), whether it was found comes first: after citing, the 0.5B always went on to
+    answer, also about the World Cup in a corpus of software manuals. The ``MAX_CHUNKS`` chunks whose best sentence is closest
     to the question, closest first: by recency alone, the chunks of a wrong document the 0.5B
     had opened pushed the top search hit, which held the answer, out of the list."""
     found = {cid: sentences(text) for cid, text in recent}
@@ -164,10 +168,10 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance) 
     citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
     if cited:
         citations["items"] = {"anyOf": cited}
-    return {"type": "object",
-            "properties": {"citations": citations, "text": {"type": "string", "minLength": 1},
-                           "not_found": {"type": "boolean"}},
-            "required": ["citations", "text", "not_found"], "additionalProperties": False}
+    properties = {"citations": citations, "text": {"type": "string", "minLength": 1}, "not_found": {"type": "boolean"}}
+    order = ["not_found", "citations", "text"] if doubtful else ["citations", "text", "not_found"]
+    return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
+            "additionalProperties": False}
 
 
 def next_page(call: ToolCall, searches: list[dict[str, Any]]) -> ToolCall:

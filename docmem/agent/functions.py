@@ -124,7 +124,8 @@ def archival_search(
         raise ToolError(str(exc)) from exc
     new = [h for h in result.hits if h.chunk.id not in state.seen]
     state.searches.append({"query": query, "page": page, "path": path, "total": result.total,
-                           "capped": result.capped, "shown": len(result.hits), "new": len(new)})
+                           "capped": result.capped, "shown": len(result.hits), "new": len(new),
+                           "weak": result.closest is not None and result.closest < WEAK_MATCH})
     if result.total and not result.hits:
         raise ToolError(result.header() + ": ask for a lower page")
     header = result.header() if not result.total else f'{result.header()} for "{query}"'

@@ -349,7 +349,8 @@ class Agent:
             self._relevance = constrained.Relevance(embedder)
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
-                                        question=self.question, final=final, relevance=self._relevance)
+                                        question=self.question, final=final, relevance=self._relevance,
+                                        doubtful=bool(searches) and all(s.get("weak") for s in searches))
 
     # -- the first search, made by docmem ------------------------------------------------
 
