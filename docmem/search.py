@@ -26,6 +26,7 @@ from docmem.schema import Hit, SearchPage
 from docmem import ranking
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, Section, VectorQuery
 from docmem.store.corpus import Corpus
+from docmem.store.manifest import DENSE_COMPLETE
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,8 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     if len(found) == 1:  # BM25 only: every match contains query words
         found = [found[0], []] if lists[0].using == SPARSE else [[], found[0]]
     keep = ranking.relevant_ids(found[0], found[1], exact) if len(lists) == 2 else None
-    if keep is not None:  # a chunk still waiting for its dense vector is judged by its words
+    if keep is not None and corpus.manifest.get_meta(DENSE_COMPLETE) != "1":
+        # a chunk still waiting for its dense vector is judged by its words
         dense_ids = {c.point_id for c in found[1]}
         keep.update(corpus.store.lacking_dense([c.point_id for c in found[0] if c.point_id not in dense_ids]))
     closest = max((c.score for c in found[1]), default=None) if len(lists) == 2 else None

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from docmem.embedders import bm25_document
 from docmem.errors import DocmemError
 from docmem.store.corpus import Corpus
-from docmem.store.manifest import FileRecord, now
+from docmem.store.manifest import DENSE_COMPLETE, FileRecord, now
 from ingest.chunker import Chunker
 from ingest.discover import Found, discover
 from ingest.extract import Job, Outcome, file_hash, process
@@ -38,7 +38,9 @@ DEFAULT_OVERLAP = 30
 # version is then re-extracted on its next ingest, as when its chunk settings change.
 # 2: chunks bounded exactly in tokens, headings kept with their paragraph, PDF dot leaders.
 # 3: long paragraphs cut in linear time, in runs that leave room for the next overlap.
-EXTRACTION_VERSION = "3"
+# 4: HTML admonition titles (DocBook's "Tip", "Note") and page chrome (navigation, Sphinx's
+#    sidebar and "¶") open no section.
+EXTRACTION_VERSION = "4"
 DENSE_BATCH = 128
 
 
@@ -167,6 +169,8 @@ def _ingest(corpus: Corpus, paths: list[Path], summary: IngestSummary, *, exclud
     emit(Progress("scan", done=len(found.files), total=len(found.files)))
 
     manifest, store = corpus.manifest, corpus.store
+    if corpus.has_dense:  # chunks are written before their dense vectors: search must check them
+        manifest.set_meta(DENSE_COMPLETE, "0")
     roots = {str(r) for r in found.roots}
     seen = {p.rel for p in found.problems}
     jobs: list[Job] = []
@@ -242,6 +246,8 @@ def _ingest(corpus: Corpus, paths: list[Path], summary: IngestSummary, *, exclud
         summary.seconds_dense = time.perf_counter() - dense_started
     summary.dense_pending = store.count(missing_dense=True) if corpus.has_dense else 0
     manifest.set_meta("dense_pending", str(summary.dense_pending))  # for `docmem corpora`
+    if corpus.has_dense:
+        manifest.set_meta(DENSE_COMPLETE, "0" if summary.dense_pending else "1")
     manifest.set_meta("last_ingest", str(now()))
     if summary.chunks_written or summary.chunks_embedded or summary.removed:
         emit(Progress("index", message="optimizing the index"))

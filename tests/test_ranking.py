@@ -16,6 +16,7 @@ from docmem.schema import Chunk
 from docmem.search import search
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, SparseVec, VectorQuery
 from docmem.store.corpus import open_corpus
+from docmem.store.manifest import DENSE_COMPLETE
 from docmem.tokens import TokenCounter
 from ingest.pipeline import ingest
 from tests.conftest import write_tree
@@ -149,3 +150,8 @@ def test_chunks_waiting_for_dense_vectors_are_found_by_their_words(settings, tmp
         assert corpus.store.count(missing_dense=True) == 1
         page = search(corpus, "pineapple")
         assert [h.chunk.path for h in page.hits] == ["fruit.md"] and page.total == 1
+        assert corpus.manifest.get_meta(DENSE_COMPLETE) == "0"
+        # Once every vector is in, search stops asking which hits lack one; the count holds.
+        ingest(corpus, [root], workers=1)
+        assert corpus.manifest.get_meta(DENSE_COMPLETE) == "1"
+        assert search(corpus, "pineapple").total == 1

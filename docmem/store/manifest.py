@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS dirty (path TEXT PRIMARY KEY);
 """
 
 
+# Meta key: "1" once an ingest ended with every chunk holding its dense vector, "0" from the
+# start of an ingest (chunks are written before their vectors) until then. Search skips
+# asking which BM25 hits lack a vector when it is "1" (0.6-0.7 ms a query at 1M chunks).
+DENSE_COMPLETE = "dense_complete"
+
+
 @dataclass(frozen=True)
 class FileRecord:
     path: str
