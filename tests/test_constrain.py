@@ -108,13 +108,16 @@ def test_an_answer_whose_text_is_no_answer_answers_with_its_quotes():
     description = tool.model.model_fields["text"].description
     cited = [{"chunk_id": "valve-1", "quote": "The alpha valve opens at 3 bar."}]
 
+    alert = "[system alert] Memory 72% full. The oldest messages will be replaced by a summary: answer soon."
+
     def text_of(text, **extra):  # type: ignore[no-untyped-def]
         arguments = {"citations": cited, "text": text, "not_found": False, **extra}
-        call = quoted_answer(ToolCall("c", "answer", json.dumps(arguments)), tool, "When does the valve open?")
+        call = quoted_answer(ToolCall("c", "answer", json.dumps(arguments)), tool, "When does the valve open?", [alert])
         return json.loads(call.arguments)["text"]
 
     quoted = "\u201cThe alpha valve opens at 3 bar.\u201d [1]"
     assert text_of(description) == quoted and text_of(" ") == quoted and text_of("When does the valve open?") == quoted
+    assert text_of("The oldest messages will be replaced by a summary: answer soon.") == quoted  # the alert copied
     assert text_of("At 3 bar [1].") == "At 3 bar [1]."  # its own words stay
     assert text_of(description, not_found=True) == description  # an abstention is not rewritten
 

@@ -204,9 +204,10 @@ def _strict(parameters: dict[str, Any]) -> dict[str, Any]:
             "additionalProperties": False}
 
 
-def quoted_answer(call: ToolCall, tool: Tool, question: str) -> ToolCall:
-    """An answer with citations whose text is no answer (empty, the question again, or the
-    parameter's description copied as its value) answers with its quotes, in quotation
+def quoted_answer(call: ToolCall, tool: Tool, question: str, prompts: Sequence[str] = ()) -> ToolCall:
+    """An answer with citations whose text is no answer (empty, the question again, the
+    parameter's description copied as its value, or a copy of what docmem told it:
+    ``prompts``, such as the memory-pressure alert) answers with its quotes, in quotation
     marks with their markers: the sentences are what it cites, verified like any quote, and
     say what it found in the documents' own words. At its last step the constrained 0.5B
     cited "... when the WAL file is more than 1000 pages long" and wrote "The answer, with
@@ -222,7 +223,7 @@ def quoted_answer(call: ToolCall, tool: Tool, question: str) -> ToolCall:
             isinstance(c, dict) and isinstance(c.get("quote"), str) for c in citations):
         return call
     field = tool.model.model_fields.get("text")
-    stand_ins = [question, field.description if field and field.description else ""]
+    stand_ins = [question, field.description if field and field.description else "", *prompts]
     if not _no_answer(str(arguments.get("text") or ""), stand_ins):
         return call
     arguments["text"] = " ".join(f"\u201c{c['quote']}\u201d [{n}]" for n, c in enumerate(citations, 1))
@@ -231,7 +232,7 @@ def quoted_answer(call: ToolCall, tool: Tool, question: str) -> ToolCall:
 
 def _no_answer(text: str, stand_ins: list[str]) -> bool:
     words = _bare(text)
-    return not words or any(words == _bare(s) for s in stand_ins if s)
+    return not words or any(words == _bare(s) or (len(words) >= 12 and words in _bare(s)) for s in stand_ins if s)
 
 
 def _bare(text: str) -> str:

@@ -272,7 +272,8 @@ class Agent:
                 if self.constrained and call.name == "archival_search":
                     call = constrained.next_page(call, self.state.searches)
                 elif self.constrained and call.name == "answer":
-                    call = constrained.quoted_answer(call, self.tools["answer"], self.question)
+                    told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
+                    call = constrained.quoted_answer(call, self.tools["answer"], self.question, told)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
