@@ -84,10 +84,12 @@ def test_sentences_sharing_the_question_s_words_are_offered_first():
     schema = reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="How often is the seal replaced?")
     answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
     arguments = answer["properties"]["arguments"]
-    assert list(arguments["properties"]) == ["citations", "text", "not_found"]  # cite, say, then judge
+    assert list(arguments["properties"]) == ["text", "citations", "not_found"]  # say, cite, then judge
+    quote_first = arguments["properties"]["citations"]["items"]["anyOf"][0]
+    assert list(quote_first["properties"]) == ["quote", "chunk_id"]  # the sentence fixes the chunk
     doubtful = reply_schema(TOOLS, {"valve-1": VALVE}, question="Who won the World Cup?", doubtful=True)
     answer = next(o for o in doubtful["anyOf"] if o["properties"]["name"]["const"] == "answer")
-    assert list(answer["properties"]["arguments"]["properties"]) == ["not_found", "citations", "text"]
+    assert list(answer["properties"]["arguments"]["properties"]) == ["not_found", "text", "citations"]
     first = arguments["properties"]["citations"]["items"]["anyOf"][0]["properties"]
     assert first["chunk_id"]["const"] == "valve-1"
     assert first["quote"]["enum"][0] == "replace the seal every 400 hours."

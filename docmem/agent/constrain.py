@@ -146,13 +146,16 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
 
 
 def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool) -> dict[str, Any]:
-    """The evidence first, then the text, then whether it was not found: the model picks what
-    supports it and says it (asked to decide first, the 0.5B abstained on 2 of 4 questions
-    whose answer it had just read). When every search was far from the question
-    (``doubtful``), whether it was found comes first: after citing, the 0.5B always went on to
-    answer, also about the World Cup in a corpus of software manuals. The ``MAX_CHUNKS`` chunks whose best sentence is closest
-    to the question, closest first: by recency alone, the chunks of a wrong document the 0.5B
-    had opened pushed the top search hit, which held the answer, out of the list."""
+    """The text, then its evidence, each quote before its chunk id, then whether it was not
+    found. A citation picked first was the chunk last read: the 1.5B wrote "It competes with
+    fopen()", right, citing a chunk of another document; after its text, the quote it picks
+    is the sentence that says it, and the sentence fixes the chunk. Asked to decide first, the
+    0.5B abstained on 2 of 4 questions whose answer it had just read; but when every search
+    was far from the question (``doubtful``), whether it was found comes first: asked last,
+    the 0.5B always answered, also about the World Cup in a corpus of software manuals.
+    The ``MAX_CHUNKS`` chunks whose best sentence is closest to the question, closest first:
+    by recency alone, the chunks of a wrong document the 0.5B had opened pushed the top
+    search hit, which held the answer, out of the list."""
     found = {cid: sentences(text) for cid, text in recent}
     flat = [s for group in found.values() for s in group]
     score = dict(zip(flat, relevance.scores(question, flat)))
@@ -163,13 +166,13 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
             options.append((cid, best))
     options.sort(key=lambda o: -score[o[1][0]])
     options = options[:MAX_CHUNKS]
-    cited = [{"type": "object", "properties": {"chunk_id": {"const": cid}, "quote": {"enum": best}},
-              "required": ["chunk_id", "quote"], "additionalProperties": False} for cid, best in options]
+    cited = [{"type": "object", "properties": {"quote": {"enum": best}, "chunk_id": {"const": cid}},
+              "required": ["quote", "chunk_id"], "additionalProperties": False} for cid, best in options]
     citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
     if cited:
         citations["items"] = {"anyOf": cited}
     properties = {"citations": citations, "text": {"type": "string", "minLength": 1}, "not_found": {"type": "boolean"}}
-    order = ["not_found", "citations", "text"] if doubtful else ["citations", "text", "not_found"]
+    order = ["not_found", "text", "citations"] if doubtful else ["text", "citations", "not_found"]
     return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
             "additionalProperties": False}
 
