@@ -47,6 +47,7 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
         "text": "At 3 bar [1].", "not_found": False}}
     assert _valid(schema, good)
     assert _valid(schema, {"name": "archival_search", "arguments": {"query": "seal interval"}})
+    assert not _valid(schema, {"name": "archival_search", "arguments": {"query": "seal", "page": 2}})  # next_page does
     assert _valid(schema, {"name": "open_document", "arguments": {"chunk_id": "pump-2"}})
     assert _valid(schema, {"name": "answer", "arguments": {"citations": [], "text": "Not there.", "not_found": True}})
     bad = [

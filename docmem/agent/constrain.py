@@ -137,6 +137,10 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # wrote "next" every time, skipping the hit it meant to read. The chunks shown
             # become ids it can open, so it can still read on.
             arguments["properties"] = {"chunk_id": {"enum": unread}}
+        elif name == "archival_search":
+            # A query only: the 1.5B asked for page 2 of new queries (the best hits unseen); a
+            # query made again is given its next page (``next_page``).
+            arguments["properties"] = {"query": arguments["properties"]["query"]}
         elif name == "answer":
             arguments = _answer(list(seen.items())[-MAX_CANDIDATES:], question, relevance or Relevance(None),
                                 doubtful)
