@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from docmem.agent.citations import verify_quote
 from docmem.agent.constrain import (MAX_SENTENCES, QUOTE_WORDS, Relevance, next_page, quoted_answer, quotes,
-                                    reply_schema, sentences)
+                                    reply_schema, sentences, unsupported)
 from docmem.agent.toolsets import MINIMAL
 from docmem.cli.main import cli
 from docmem.llm import openai as llm_openai
@@ -123,6 +123,20 @@ def test_an_answer_whose_text_is_no_answer_answers_with_its_quotes():
     assert text_of("The oldest messages will be replaced by a summary: answer soon.") == quoted  # the alert copied
     assert text_of("At 3 bar [1].") == "At 3 bar [1]."  # its own words stay
     assert text_of(description, not_found=True) == description  # an abstention is not rewritten
+
+
+def test_an_answer_its_citations_do_not_support_is_refused():
+    seen = {"valve-1": VALVE, "pump-2": PUMP}
+    question = "What is the default TCP port of a PostgreSQL server?"
+
+    def why(text, chunk="pump-2", **extra):  # type: ignore[no-untyped-def]
+        arguments = {"text": text, "citations": [{"quote": "x", "chunk_id": chunk}], "not_found": False, **extra}
+        return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, question)
+
+    assert why("The default TCP port of a PostgreSQL server is 5432.").startswith("FAILED: nothing your answer")
+    assert why("It starts when the tank is half empty [1].") is None  # its words are in the chunk
+    assert why("The TCP port of a PostgreSQL server.") is None  # only the question's words: not judged here
+    assert why("5432", not_found=True) is None and why("5432", chunk="unseen-9") is None
 
 
 def test_every_offered_quote_verifies_against_its_chunk():

@@ -244,3 +244,26 @@ def _no_answer(text: str, stand_ins: list[str]) -> bool:
 
 def _bare(text: str) -> str:
     return " ".join(re.sub(r"\[\d+\]", " ", text).split()).casefold().strip(" .,?!")
+
+
+def unsupported(call: ToolCall, seen: Mapping[str, str], question: str) -> str | None:
+    """Why an answer is refused though its quotes verify: no word of its text (beyond the
+    question's) is in the chunks it cites. A grammar makes every quote real, not relevant:
+    the 1.5B answered "The default TCP port of a PostgreSQL server is 5432" from its own
+    knowledge, citing a Node.js stream sentence it was offered. None when it is supported,
+    an abstention, or not an answer."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    if call.name != "answer" or not isinstance(arguments, dict) or arguments.get("not_found"):
+        return None
+    cited = [c.get("chunk_id") for c in arguments.get("citations") or [] if isinstance(c, dict)]
+    texts = [seen[c] for c in cited if c in seen]
+    if not texts or len(texts) < len(cited):
+        return None  # not all shown here: verification will say what is wrong
+    claimed = terms(str(arguments.get("text") or "")) - terms(question)
+    if not claimed or claimed & terms(" ".join(texts)):
+        return None
+    return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
+            "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it.")

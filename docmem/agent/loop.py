@@ -292,7 +292,9 @@ class Agent:
                                          "Use it, or do something different."), False, True
                     arguments = None
                 else:
-                    output, ok, wants, arguments = self._execute(call, as_text)
+                    why = constrained.unsupported(call, self.state.seen, self.question) if self.constrained else None
+                    output, ok, wants, arguments = ((why, False, True, None) if why is not None
+                                                    else self._execute(call, as_text))
                 self._push_result(call, output)
                 yield CallStep(steps, call.name, arguments, output, ok)
                 heartbeat = heartbeat or wants or not ok
