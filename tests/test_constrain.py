@@ -122,7 +122,8 @@ def test_an_answer_whose_text_is_no_answer_answers_with_its_quotes():
     assert text_of(description) == quoted and text_of(" ") == quoted and text_of("When does the valve open?") == quoted
     assert text_of("The oldest messages will be replaced by a summary: answer soon.") == quoted  # the alert copied
     assert text_of("At 3 bar [1].") == "At 3 bar [1]."  # its own words stay
-    assert text_of(description, not_found=True) == description  # an abstention is not rewritten
+    assert text_of(description, not_found=True) == "Not found in the documents."  # an abstention, said plainly
+    assert text_of("Not in these manuals.", not_found=True) == "Not in these manuals."
 
 
 def test_an_answer_its_citations_do_not_support_is_refused():

@@ -218,20 +218,25 @@ def quoted_answer(call: ToolCall, tool: Tool, question: str, prompts: Sequence[s
     marks with their markers: the sentences are what it cites, verified like any quote, and
     say what it found in the documents' own words. At its last step the constrained 0.5B
     cited "... when the WAL file is more than 1000 pages long" and wrote "The answer, with
-    [1] markers." as its text: refused, the question ended without an answer."""
+    [1] markers." as its text: refused, the question ended without an answer. An abstention
+    with such a text says "Not found in the documents." (the 0.5B sent the description with
+    ``not_found: true`` until the loop stopped it as a repeat)."""
     try:
         arguments = json.loads(call.arguments or "{}")
     except json.JSONDecodeError:
         return call
-    if call.name != "answer" or not isinstance(arguments, dict) or arguments.get("not_found"):
-        return call
-    citations = arguments.get("citations")
-    if not isinstance(citations, list) or not citations or not all(
-            isinstance(c, dict) and isinstance(c.get("quote"), str) for c in citations):
+    if call.name != "answer" or not isinstance(arguments, dict):
         return call
     field = tool.model.model_fields.get("text")
     stand_ins = [question, field.description if field and field.description else "", *prompts]
     if not _no_answer(str(arguments.get("text") or ""), stand_ins):
+        return call
+    citations = arguments.get("citations")
+    if arguments.get("not_found") is True:
+        arguments["text"] = "Not found in the documents."
+        return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
+    if not isinstance(citations, list) or not citations or not all(
+            isinstance(c, dict) and isinstance(c.get("quote"), str) for c in citations):
         return call
     arguments["text"] = " ".join(f"\u201c{c['quote']}\u201d [{n}]" for n, c in enumerate(citations, 1))
     return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
