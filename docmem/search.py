@@ -99,6 +99,11 @@ def looks_like_identifier(query: str) -> bool:
     return bool(_IDENTIFIER.search(query))
 
 
+def identifiers(text: str) -> list[str]:
+    """The identifiers in ``text``, once each, in order."""
+    return list(dict.fromkeys(m.group(0) for m in _IDENTIFIER.finditer(text)))
+
+
 def matching_paths(corpus: Corpus, glob: str) -> list[str]:
     """As git does: a pattern with no ``/`` also matches the file name in any folder."""
     bare = "/" not in glob

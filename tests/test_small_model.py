@@ -57,6 +57,25 @@ def test_the_first_search_is_made_for_a_small_model_and_recorded_like_its_own(se
     corpus.close()
 
 
+def test_a_long_question_is_searched_by_its_identifiers_or_its_end(settings, tmp_path):
+    key = "9fec1a90-111e-4321-957d-9a135209dbd3"
+    build_corpus(settings, tmp_path / "docs", {"pair.txt": f"Key-value pair: key = {key}, value = 42.", **FILES})
+    corpus = open_corpus(settings)
+    preamble = "Your archival storage holds a list of key-value pairs, and every key is a UUID. " * 4
+
+    def first_query(question: str) -> str:
+        agent = Agent(ScriptedProcessor(text("Hello.")), corpus, Recall(":memory:", "t"), window=4096, tools="minimal")
+        step = next(iter(agent.run(question)))
+        assert isinstance(step, CallStep) and step.ok
+        return step.arguments["query"]
+
+    assert first_query(preamble + f"Return the value of the key {key}.") == key  # cut to its start, it lost the key
+    asked = preamble + "So, in the end, when does the alpha valve open?"
+    assert first_query(asked).endswith("when does the alpha valve open?") and len(first_query(asked)) < len(asked)
+    assert first_query(QUESTION) == QUESTION
+    corpus.close()
+
+
 def test_the_first_search_is_bounded_to_the_page_room_and_an_echo_is_not_run_again(settings, tmp_path):
     build_corpus(settings, tmp_path / "docs", {f"v{n}.txt": f"Valves {n}\n\n" + "The alpha valve opens at 3 bar. " * 80
                                                 for n in range(6)})

@@ -31,6 +31,7 @@ from docmem.agent.toolsets import select
 from docmem.errors import DocmemError
 from docmem.llm.jsonfix import calls_so_far, repair_json_arguments
 from docmem.protocols import Completion, ContextLengthExceeded, LLMError, Message, Processor, ToolCall
+from docmem.search import identifiers
 from docmem.store.corpus import Corpus
 from docmem.tokens import TokenCounter
 
@@ -369,8 +370,15 @@ class Agent:
         """Run ``archival_search(query=<the question>)`` as the model would, before its first
         step: a small model's hardest step is its first call (bench/real_model_findings.md,
         finding 7), and a large one saves a step. It goes through ``_execute`` (schema, note
-        scope, page bound), and is queued and recorded as a call and its result, marked as docmem's."""
-        query = self.counter.truncate(" ".join(question.split()), FIRST_QUERY_TOKENS)
+        scope, page bound), and is queued and recorded as a call and its result, marked as docmem's.
+        A question longer than ``FIRST_QUERY_TOKENS`` is searched by its identifiers, else by its
+        end, where the ask usually is: cut to its start, ``docmem eval nested-kv``'s question lost
+        the key it asks about, after three lines of instructions."""
+        words = " ".join(question.split())
+        query = words
+        if self.counter.count(words) > FIRST_QUERY_TOKENS:
+            query = " ".join(identifiers(words)) or _tail(words, FIRST_QUERY_TOKENS, self.counter)
+            query = self.counter.truncate(query, FIRST_QUERY_TOKENS)
         call = ToolCall(f"docmem_search_{self.recall.count()}", "archival_search",  # unique in the session, and reproducible
                         json.dumps({"query": query}, ensure_ascii=False))
         self._push({"role": "assistant", "content": None, "tool_calls": [
@@ -562,6 +570,15 @@ def _without_echoes(completion: Completion, last: tuple[str, str] | None) -> Com
     if len(kept) == len(completion.tool_calls) or not kept:
         return completion
     return dataclasses.replace(completion, tool_calls=kept)
+
+
+def _tail(text: str, tokens: int, counter: TokenCounter) -> str:
+    """The last words of ``text`` that fit in ``tokens``."""
+    words = text.split()
+    kept: list[str] = []
+    while words and counter.count(" ".join([words[-1], *kept])) <= tokens:
+        kept.insert(0, words.pop())
+    return " ".join(kept)
 
 
 def _canonical(arguments: str) -> str:
