@@ -210,8 +210,9 @@ def test_ask_with_the_minimal_set_sends_a_schema_of_what_the_first_search_showed
     _question, turn = current_turn(body["messages"])
     shown = re.findall(r"\[\d+\] chunk (\S+) \|", next(m["content"] for m in turn if m["role"] == "tool"))
     options = {o["properties"]["name"]["const"]: o for o in body["response_format"]["json_schema"]["schema"]["anyOf"]}
-    assert set(options) == {"open_document", "answer"}  # not the search just made: read or answer
-    assert set(options["open_document"]["properties"]["arguments"]["properties"]["chunk_id"]["enum"]) == set(shown)
+    assert set(options) == {"answer"}  # not the search just made, and every hit was shown whole
+    cited = options["answer"]["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"]
+    assert {c["properties"]["chunk_id"]["const"] for c in cited} == set(shown)  # what it was shown, and only that
 
 
 def test_the_full_set_is_not_constrained_unless_asked(corpus_root):

@@ -139,8 +139,11 @@ def archival_search(
         seen = c.id in state.seen
         heading = f" | {' > '.join(c.headings)}" if c.headings else ""
         lines.append(f"\n[{hit.rank}] chunk {c.id} | {_location(c)}{heading}" + (" (seen)" if seen else ""))
-        lines.append(_fit(state, " ".join(c.text.split()), min(per_hit, 40) if seen else per_hit))
-        state.saw(c.id, c.text)
+        shown = _fit(state, " ".join(c.text.split()), min(per_hit, 40) if seen else per_hit)
+        lines.append(shown)
+        # shown whole: read (a constrained model is not offered to open it; the 0.5B opened the
+        # page's last hit, whatever held the answer, when every hit was there in full)
+        state.saw(c.id, c.text, read=c.id in state.read or not shown.endswith(" …[cut]"))
     if result.closest is not None and result.closest < WEAK_MATCH and page == 1:  # last: read just before deciding
         lines.append(f"\n[No passage is close in meaning to the query (best similarity {result.closest:.2f}): "
                      "the documents may not cover it.]")
