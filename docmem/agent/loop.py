@@ -294,7 +294,7 @@ class Agent:
                     arguments = None
                 else:
                     why = constrained.unsupported(call, self.state.seen, self.question) if self.constrained else None
-                    output, ok, wants, arguments = ((why, False, True, None) if why is not None
+                    output, ok, wants, arguments = ((why, False, True, json.loads(call.arguments)) if why is not None
                                                     else self._execute(call, as_text))
                 self._push_result(call, output)
                 yield CallStep(steps, call.name, arguments, output, ok)
