@@ -59,7 +59,8 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
             {"chunk_id": "valve-1", "quote": "FAILED: citations not verified"}]}},  # not in the chunk
         {"name": "answer", "arguments": {**good["arguments"], "citations": [
             {"chunk_id": "pump-2", "quote": "The alpha valve opens at 3 bar."}]}},  # another chunk's sentence
-        {"name": "answer", "arguments": {**good["arguments"], "citations": [good["arguments"]["citations"][0]] * 4}},
+        {"name": "answer", "arguments": {**good["arguments"], "citations": [good["arguments"]["citations"][0]] * 3}},
+        {"name": "answer", "arguments": {**good["arguments"], "text": "At 3 bar. " * 50}},  # runs past max_tokens
     ]
     assert [_valid(schema, call) for call in bad] == [False] * len(bad)
     # the function just called is not offered again; a search is, when the last showed nothing new

@@ -37,7 +37,11 @@ MAX_CANDIDATES = 40  # chunks seen in this question that are weighed for citing 
 MAX_SENTENCES = 12
 QUOTE_WORDS = 30  # a longer sentence is offered as its first words (still verbatim)
 MIN_QUOTE_CHARS = 12
-MAX_CITATIONS = 3
+MAX_CITATIONS = 2
+# The answer's own words, in characters: with two 30-word quotes the whole call fits the
+# minimal set's 384-token reply (the 0.5B's text ran on, quoting, until max_tokens cut the
+# call in three steps of one question, which then ended with no answer at all).
+TEXT_CHARS = 400
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n|\n(?=\s*[-*•\d])")
 _WORD = re.compile(r"[^\W_]{3,}")
@@ -175,7 +179,8 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
     if cited:
         citations["items"] = {"anyOf": cited}
-    properties = {"citations": citations, "text": {"type": "string", "minLength": 1}, "not_found": {"type": "boolean"}}
+    properties = {"citations": citations, "text": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
+                  "not_found": {"type": "boolean"}}
     order = ["not_found", "text", "citations"] if doubtful else ["text", "citations", "not_found"]
     return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
             "additionalProperties": False}
