@@ -280,7 +280,9 @@ def test_ctrl_c_or_kill_stops_cleanly_and_keeps_what_was_written(corpus_root, tm
         cmd = [sys.executable, "-m", "docmem.cli", "ask", "--questions", str(qfile), "--out", str(out),
                "--out", str(report), "-j", "2", "--model", server.model, "--base-url", server.url]
         proc = subprocess.Popen(cmd, cwd=REPO, env=os.environ.copy(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,  # SIGINT as a terminal sends it, even
+                                # when the tests run as a background job (which starts with it ignored)
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while not (out.exists() and out.read_bytes().count(b"\n") >= 3):
             assert proc.poll() is None and time.monotonic() < deadline

@@ -172,7 +172,8 @@ def test_killing_ingest_leaves_no_worker_or_resource_tracker(tmp_path, sig):
     root = write_tree(tmp_path / "docs", {"a.docx": slow, "b.docx": slow, "c.txt": "Some text."})
     proc = subprocess.Popen([sys.executable, "-m", "docmem.cli", "ingest", str(root), "--embedder", "none",
                              "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ.copy())
+                            env=os.environ.copy(),  # SIGINT not ignored, even in a background job
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parent = psutil.Process(proc.pid)
 
     def workers() -> list[psutil.Process]:
