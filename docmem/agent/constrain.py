@@ -106,9 +106,13 @@ def _heading(text: str) -> float:
 def quotes(text: str, question: str = "", relevance: Relevance | None = None) -> list[str]:
     """The ``MAX_SENTENCES`` sentences of a chunk closest to ``question``, closest first."""
     found = sentences(text)
-    scores = (relevance or Relevance(None)).scores(question, found)
-    order = sorted(range(len(found)), key=lambda i: -scores[i])  # stable: chunk order among equals
-    return [found[i] for i in order[:MAX_SENTENCES]]
+    return _closest(found, dict(zip(found, (relevance or Relevance(None)).scores(question, found))))
+
+
+def _closest(found: list[str], score: Mapping[str, float]) -> list[str]:
+    """``found`` (distinct sentences) by ``score``, best first, the first ``MAX_SENTENCES``;
+    stable: chunk order among equals."""
+    return sorted(found, key=lambda s: -score[s])[:MAX_SENTENCES]
 
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
@@ -169,7 +173,7 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     score = dict(zip(flat, relevance.scores(question, flat)))
     options = []
     for cid, group in found.items():
-        best = sorted(group, key=lambda s: -score[s])[:MAX_SENTENCES]
+        best = _closest(group, score)
         if best:
             options.append((cid, best))
     options.sort(key=lambda o: -score[o[1][0]])

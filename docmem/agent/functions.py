@@ -123,9 +123,9 @@ def archival_search(
     except DocmemError as exc:
         raise ToolError(str(exc)) from exc
     new = [h for h in result.hits if h.chunk.id not in state.seen]
+    weak = result.closest is not None and result.closest < WEAK_MATCH
     state.searches.append({"query": query, "page": page, "path": path, "total": result.total,
-                           "capped": result.capped, "shown": len(result.hits), "new": len(new),
-                           "weak": result.closest is not None and result.closest < WEAK_MATCH})
+                           "capped": result.capped, "shown": len(result.hits), "new": len(new), "weak": weak})
     if result.total and not result.hits:
         raise ToolError(result.header() + ": ask for a lower page")
     header = result.header() if not result.total else f'{result.header()} for "{query}"'
@@ -144,7 +144,7 @@ def archival_search(
         # shown whole: read (a constrained model is not offered to open it; the 0.5B opened the
         # page's last hit, whatever held the answer, when every hit was there in full)
         state.saw(c.id, c.text, read=c.id in state.read or not shown.endswith(" …[cut]"))
-    if result.closest is not None and result.closest < WEAK_MATCH and page == 1:  # last: read just before deciding
+    if weak and page == 1:  # last: read just before deciding
         lines.append(f"\n[No passage is close in meaning to the query (best similarity {result.closest:.2f}): "
                      "the documents may not cover it.]")
     return "\n".join(lines)

@@ -166,7 +166,7 @@ def render_markdown(records: Sequence[Record], info: ReportInfo) -> str:
     if failed:
         lines += ["", "## Failures", "", "Re-run the same command to ask these again."]
         for n, r in failed:
-            lines += ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", "",
+            lines += ["", f'<a id="q{n}"></a>', "", f"### {n}. {_inline(r.get('question', ''))}", "",
                       f"Error: {_md(_inline(r.get('error') or 'unknown error'))}"]
     return "\n".join(lines) + "\n"
 
@@ -187,7 +187,7 @@ def _answer_section(n: int, r: Record) -> list[str]:
     unused = [k for k in range(1, len(cites) + 1) if k not in used]
     if unused:  # every source gets a marker, or Markdown drops its footnote
         text += " " + "".join(f"[^q{n}-{k}]" for k in unused)
-    out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", "", text]
+    out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_inline(r.get('question', ''))}", "", text]
     if r.get("warning"):
         out += ["", f"> ⚠ {_md(_inline(r['warning']))}"]
     if r.get("stale"):
@@ -206,7 +206,7 @@ def _abstention_section(n: int, r: Record) -> list[str]:
     match = _SEARCHED.search("\n\n" + text if text.startswith("Searched: ") else text)
     if match and r.get("searches"):
         text, seen = text[:match.start()].strip(), match.group(1)
-    out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_heading(r.get('question', ''))}", ""]
+    out = ["", f'<a id="q{n}"></a>', "", f"### {n}. {_inline(r.get('question', ''))}", ""]
     if text:
         out += [_md(text), ""]
     searches = r.get("searches") or []
@@ -224,10 +224,6 @@ def _abstention_section(n: int, r: Record) -> list[str]:
 
 def _table(text: str) -> str:
     return _inline(text).replace("|", "\\|")
-
-
-def _heading(text: str) -> str:
-    return _inline(text)
 
 
 def _inline(text: str) -> str:
