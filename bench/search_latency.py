@@ -48,6 +48,9 @@ from _common import CACHE, REPO, SAMPLE, ExternalRssSampler, RssSampler, Timer, 
 import numpy as np  # noqa: E402
 
 GEN_VERSION = "v1"
+# v2: point ids carry their section (docmem.schema.point_id) and each synthetic document has four
+# headed sections of five chunks, so ordering by section groups as it does on real documents.
+BUILD_VERSION = "v2"
 DIM = 384
 CLUSTERS = 1024
 TOPIC_SPAN = 4000  # words of the stream per topic -> cluster
@@ -277,7 +280,8 @@ def _build(home: Path, scale: int, config: str, src: dict[str, Any]) -> dict[str
                     doc, index = divmod(n, CHUNKS_PER_DOC)
                     digest = hashlib.sha256(f"synthetic-{doc}".encode()).hexdigest()
                     chunks.append(Chunk(doc_hash=digest, index=index, text=text, path=f"synthetic/doc{doc:07d}.txt",
-                                        title=f"Synthetic document {doc}", char_start=index * 900,
+                                        title=f"Synthetic document {doc}", headings=(f"Part {index // 5 + 1}",),
+                                        char_start=index * 900,
                                         char_end=index * 900 + len(text)))
                 t0 = time.perf_counter()
                 corpus.store.upsert(chunks, [SparseVec(list(i), list(v)) for i, v in sparse], dense.tolist())
@@ -421,7 +425,7 @@ def embed_query_latency(queries: list[str]) -> dict[str, Any]:
 
 
 def run_scale(scale: int, config: str, n_queries: int, rebuild: bool) -> dict[str, Any]:
-    home = CACHE / "search" / f"{scale}-{config}-{GEN_VERSION}"
+    home = CACHE / "search" / f"{scale}-{config}-{GEN_VERSION}{BUILD_VERSION}"
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         out = fh.name
     spec = {"scale": scale, "config": config, "home": str(home), "queries": n_queries, "rebuild": rebuild, "out": out}
@@ -496,7 +500,7 @@ def main() -> None:
     print(f"\nreal embed_query (bundled MiniLM int8) on the same queries: p50 {embed['p50_ms']} ms, "
           f"p95 {embed['p95_ms']} ms -- add this to dense/hybrid for end-to-end latency")
     data = {"bench": "search_latency", "machine": machine(), "quick": opts.quick, "source": meta,
-            "generator": {"version": GEN_VERSION, "clusters": CLUSTERS, "chunk_words": CHUNK_WORDS,
+            "generator": {"version": GEN_VERSION + BUILD_VERSION, "clusters": CLUSTERS, "chunk_words": CHUNK_WORDS,
                           "substitute": SUBSTITUTE, "noise": NOISE, "topic_span": TOPIC_SPAN},
             "embed_query": embed, "wall_s": round(time.time() - started, 1), "results": results}
     print(f"\nwrote {write_json('search_latency' + ('-quick' if opts.quick else ''), data)}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from docmem.embedders import bm25_query
 from docmem.errors import DocmemError
-from docmem.schema import Hit, SearchPage
+from docmem.schema import Hit, SearchPage, section_of
 from docmem import ranking
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, Section, VectorQuery
 from docmem.store.corpus import Corpus
@@ -149,7 +149,7 @@ def search(corpus: Corpus, query: str, *, page: int = 1, page_size: int | None =
         scored = corpus.store.query(lists, fusion if len(lists) == 2 else None, cap, paths, notes_scope)
         total, capped = len(scored), len(scored) >= cap
     window = scored[(page - 1) * page_size: page * page_size]
-    chunks = {c.point_id: c for c in corpus.store.retrieve([s.point_id for s in window])}
+    chunks = corpus.store.retrieve([s.point_id for s in window])
     # The store filtered notes by scope; checked again here, whatever the backend.
     hits = [Hit((page - 1) * page_size + i + 1, s.score, chunks[s.point_id]) for i, s in enumerate(window)
             if s.point_id in chunks and chunks[s.point_id].visible_to(notes_scope)]
@@ -177,17 +177,34 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     closest = max((c.score for c in found[1]), default=None) if len(lists) == 2 else None
     sections: dict[str, Section] = {}
     if grouped and fusion.method == "linear" and found[1]:  # dense-led: a section's other passages count
-        sections = corpus.store.sections([c.point_id for c in found[1][:ranking.GROUP_WINDOW]])
+        sections = _sections(corpus, [c.point_id for c in found[1][:ranking.GROUP_WINDOW]])
         found = [found[0], ranking.with_section_evidence(found[1], sections)]
     scored = ranking.rank(found, fusion)
     if grouped:
         head = scored[:ranking.GROUP_WINDOW]
         missing = [s.point_id for s in head if s.point_id not in sections]
-        sections.update(corpus.store.sections(missing) if missing else {})
+        sections.update(_sections(corpus, missing))
         scored = ranking.by_section(head, sections) + scored[len(head):]
     relevant = len(scored) if keep is None else sum(1 for s in scored if s.point_id in keep)
     more = any(len(points) >= cap and (keep is None or points[-1].point_id in keep) for points in found)
     return scored[:cap], min(relevant, cap), more or relevant > cap, closest
+
+
+def _sections(corpus: Corpus, point_ids: list[str]) -> dict[str, Section]:
+    """Each point's section, from its id when the id carries it (docmem.schema.point_id), else
+    read from the store. Only equality of sections matters to the ranking, so an id's section
+    stands in for the (path, heading path) pair."""
+    out: dict[str, Section] = {}
+    unknown = []
+    for pid in point_ids:
+        named = section_of(pid)
+        if named is None:
+            unknown.append(pid)
+        else:
+            out[pid] = (named, ("",))
+    if unknown:
+        out.update(corpus.store.sections(unknown))
+    return out
 
 
 def _notes(corpus: Corpus, mode: str, path: str | None, total: int) -> list[str]:

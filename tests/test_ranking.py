@@ -62,6 +62,74 @@ def test_docmem_rrf_orders_like_the_engine(tmp_path, backend):
     assert by_score(mine) == by_score(engine)
 
 
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_a_point_id_names_its_section_and_older_ids_are_read_from_the_store(tmp_path, backend):
+    """Ordering by section used to read 50 candidates' heading paths from the store per search
+    (a third of the time at 1M chunks); the id now says it. Ids made before (uuid5) still rank."""
+    import uuid
+
+    from docmem.schema import section_of
+    from docmem.search import _sections
+
+    class OldChunk(Chunk):  # a point written by an earlier docmem: uuid5 of (document, index)
+        @property
+        def point_id(self) -> str:
+            return str(uuid.uuid5(uuid.UUID(int=7), f"{self.doc_hash}:{self.index}"))
+
+    doc_a, doc_b = "a" * 64, "b" * 64
+    chunks = [Chunk(doc_hash=doc_a, index=0, text="t", path="a.md", title="t", headings=("Intro",)),
+              Chunk(doc_hash=doc_a, index=1, text="t", path="a.md", title="t", headings=("Intro",)),
+              Chunk(doc_hash=doc_a, index=2, text="t", path="a.md", title="t", headings=("Intro", "Details")),
+              Chunk(doc_hash=doc_b, index=0, text="t", path="b.md", title="t", headings=("Intro",)),
+              Chunk(doc_hash=doc_b, index=1, text="t", path="b.md", title="t"),
+              Chunk(doc_hash=doc_b, index=2, text="t", path="b.md", title="t"),
+              # a file is rewritten whole, so one file's points are all old or all new
+              OldChunk(doc_hash="c" * 64, index=0, text="t", path="c.md", title="t", headings=("Intro",)),
+              OldChunk(doc_hash="c" * 64, index=1, text="t", path="c.md", title="t", headings=("Intro",))]
+    ids = [c.point_id for c in chunks]
+    assert all(uuid.UUID(i).version == 8 for i in ids[:-2]) and uuid.UUID(ids[-1]).version == 5
+    assert len(set(ids)) == len(ids) and section_of(ids[-1]) is None
+    named = [section_of(i) for i in ids[:-2]]
+    assert named[0] == named[1] and len(set(named)) == 5  # same file and headings; all else apart
+    store = _store(tmp_path, backend, 2)
+    store.upsert(chunks, [SparseVec([1], [1.0])] * len(chunks), [[1.0, 0.0]] * len(chunks))
+    corpus = type("C", (), {"store": store})()
+    derived, read = _sections(corpus, ids), store.sections(ids)
+    assert derived[ids[-1]] == ("c.md", ("Intro",))  # the old id's section came from the store
+
+    def same(sections: dict) -> set[tuple[int, int]]:
+        keys = [ranking.section_key(i, sections[i]) for i in ids]
+        return {(x, y) for x in range(len(ids)) for y in range(len(ids)) if keys[x] == keys[y]}
+
+    assert same(derived) == same(read)
+    assert set(store.retrieve(ids)) == set(ids)  # by the id stored, old or new
+
+
+def test_a_corpus_ingested_with_older_point_ids_still_searches(settings, tmp_path, monkeypatch):
+    """Corpora written before ids carried sections keep their uuid5 ids until a file changes;
+    search read hits back by recomputing each chunk's id, and found none of them."""
+    import uuid
+
+    import docmem.schema
+
+    root = write_tree(tmp_path / "docs", TOPICS)
+    with monkeypatch.context() as old:
+        old.setattr(docmem.schema, "point_id", lambda doc, index, headings=(): str(uuid.uuid5(uuid.UUID(int=7), f"{doc}:{index}")))
+        with open_corpus(settings, create=True, embedder="bundled") as corpus:
+            ingest(corpus, [root], workers=1)
+    question = "How do I fix a bicycle wheel with a hole in it?"
+    with open_corpus(settings) as corpus:
+        page = search(corpus, question, page_size=5)
+        assert [h.chunk.path for h in page.hits][:1] == ["bikes.md"] and len(page.hits) == 4
+        (root / "tax.md").write_text(TOPICS["tax.md"] + "\nKeep them for six years.\n")
+        ingest(corpus, [root], workers=1)  # one file rewritten: new ids beside old ones
+        every = corpus.store.candidates([VectorQuery(DENSE, corpus.embedder.embed_query("tax"), 10)])[0]
+        assert sorted(uuid.UUID(c.point_id).version for c in every) == [5, 5, 5, 8]
+        page = search(corpus, "yearly tax return receipts", page_size=5)
+        assert page.hits[0].chunk.path == "tax.md" and "six years" in page.hits[0].chunk.text
+        assert len(search(corpus, question, page_size=5).hits) == 4
+
+
 def test_each_section_shows_once_before_any_shows_twice():
     ranked = [Scored(p, s) for p, s in (("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("b1", 0.6), ("c1", 0.5), ("b2", 0.4))]
     sections = {s.point_id: ("a.md", (s.point_id[0],)) for s in ranked}

@@ -173,12 +173,11 @@ class ServerStore:
         return {str(r.id): ((r.payload or {}).get("path", ""), tuple((r.payload or {}).get("headings") or ()))
                 for r in records}
 
-    def retrieve(self, point_ids: Sequence[str]) -> list[Chunk]:
+    def retrieve(self, point_ids: Sequence[str]) -> dict[str, Chunk]:
         if not point_ids:
-            return []
+            return {}
         records = self.client.retrieve(self.collection, ids=list(point_ids), with_payload=True)
-        by_id = {str(r.id): Chunk.from_payload(r.payload or {}) for r in records}
-        return [by_id[p] for p in point_ids if p in by_id]
+        return {str(r.id): Chunk.from_payload(r.payload or {}) for r in records}
 
     def _scroll_all(self, flt: Any) -> list[Chunk]:
         out: list[Chunk] = []
