@@ -140,6 +140,19 @@ def test_an_answer_its_citations_do_not_support_is_refused():
     assert why("The TCP port of a PostgreSQL server.") is None  # only the question's words: not judged here
     assert why("5432", not_found=True) is None and why("5432", chunk="unseen-9") is None
 
+    class Embedder:  # the pump is far from the question; the valve close to it
+        def embed(self, texts):  # type: ignore[no-untyped-def]
+            return [[1.0, 0.0] if "pressure" in t else [0.0, 1.0] if "pump" in t else [0.8, 0.6] for t in texts]
+
+    def why_far(chunk: str) -> str | None:
+        arguments = {"text": "It starts when the tank is half empty and opens at 3 bar [1].",
+                     "citations": [{"quote": "x", "chunk_id": chunk}], "not_found": False}
+        return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, "At what pressure?",
+                           Relevance(Embedder()), 0.35)
+
+    assert why_far("pump-2").startswith("FAILED: the chunks you cite are not about the question (closest similarity 0.00)")
+    assert why_far("valve-1") is None  # cosine 0.8 to the question
+
 
 def test_every_offered_quote_verifies_against_its_chunk():
     text = "Intro line\n\n" + VALVE + "\n- a list item that is long enough\n" + " ".join(["word"] * 60) + "."
@@ -214,6 +227,53 @@ def test_ask_with_the_minimal_set_sends_a_schema_of_what_the_first_search_showed
     assert set(options) == {"answer"}  # not the search just made, and every hit was shown whole
     cited = options["answer"]["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"]
     assert {c["properties"]["chunk_id"]["const"] for c in cited} == set(shown)  # what it was shown, and only that
+
+
+POEM = "The wind sang low over the heather. Summer roses fell upon the quiet garden wall."
+
+
+def _citing(chunk_of: str, query: str | None = None):  # type: ignore[no-untyped-def]
+    """A sampler that searches for ``query`` (or ``chunk_of``) until a chunk holding it is offered, then cites
+    that chunk's first offered sentence, copying it as its text; after a FAILED result, abstains."""
+    def policy(body: dict[str, Any]) -> dict[str, Any]:
+        _q, turn = current_turn(body["messages"])
+        if any(m["role"] == "tool" and str(m["content"]).startswith("FAILED") for m in turn):
+            return {"content": json.dumps({"name": "answer", "arguments": {"text": "Not in them.", "not_found": True}})}
+        schema = body["response_format"]["json_schema"]["schema"]
+        answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
+        offered = answer["properties"]["arguments"]["properties"]["citations"].get("items", {"anyOf": []})
+        for option in offered["anyOf"]:
+            quote = option["properties"]["quote"]["enum"][0]
+            if chunk_of in " ".join(option["properties"]["quote"]["enum"]):
+                return {"content": json.dumps({"name": "answer", "arguments": {
+                    "text": f"{quote} [1]", "not_found": False,
+                    "citations": [{"chunk_id": option["properties"]["chunk_id"]["const"], "quote": quote}]}})}
+        return {"content": json.dumps({"name": "archival_search", "arguments": {"query": query or chunk_of}})}
+    return policy
+
+
+def test_an_answer_citing_a_passage_far_from_the_question_is_refused_or_abstains(settings, tmp_path):
+    """The 1.5B answered "Alice won the 2018 FIFA World Cup." citing Alice in Wonderland: its
+    words were in the chunk, its quote verified, and the passage had nothing to do with it."""
+    build_corpus(settings, tmp_path / "docs", {"valve.txt": "Valves\n\n" + VALVE, "poem.txt": "Poem\n\n" + POEM},
+                 embedder="bundled")
+    with FakeOpenAI() as server:
+        base = ["--tools", "minimal", "--model", server.model, "--base-url", server.url, "--json"]
+        # a close passage was found, and the model cited the far one: refused, and it abstains
+        server.policy = _citing("heather")
+        refused = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", *base], catch_exceptions=False)
+        told = [m["content"] for m in current_turn(server.chat_requests[-1]["messages"])[1] if m["role"] == "tool"]
+        # nothing close was found at all, and the model answered from a passage anyway: docmem abstains
+        n = len(server.chat_requests)
+        server.policy = _citing("heather", "Which country won the World Cup by the garden wall?")
+        far = CliRunner().invoke(cli, ["ask", "Which country won the 2018 FIFA World Cup?", *base],
+                                 catch_exceptions=False)
+        asked = len(server.chat_requests) - n
+    assert json.loads(refused.stdout)["status"] == "abstained"
+    assert told[-1].startswith("FAILED: the chunks you cite are not about the question")
+    out = json.loads(far.stdout)
+    assert out["status"] == "abstained" and asked == 2 and not out["citations"]  # searched, then "answered"
+    assert out["answer"].startswith("Not found in the documents: no passage found is close in meaning")
 
 
 def test_the_full_set_is_not_constrained_unless_asked(corpus_root):

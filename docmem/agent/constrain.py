@@ -83,17 +83,25 @@ class Relevance:
         self.embedder = embedder
         self.vectors: dict[str, list[float]] = {}
 
+    def cosines(self, question: str, texts: Sequence[str]) -> list[float] | None:
+        """Plain cosines to the question, or None without an embedder (or when it failed)."""
+        if self.embedder is None or not question.strip():
+            return None
+        try:
+            missing = [t for t in dict.fromkeys((question, *texts)) if t not in self.vectors]
+            if missing:
+                self.vectors.update(zip(missing, self.embedder.embed(missing)))
+        except Exception as exc:  # noqa: BLE001 (a remote embedder down must not end the question)
+            log.warning("ranking sentences by words: the embedder failed (%s)", exc)
+            self.embedder = None
+            return None
+        q = self.vectors[question]
+        return [sum(a * b for a, b in zip(q, self.vectors[t])) for t in texts]
+
     def scores(self, question: str, texts: Sequence[str]) -> list[float]:
-        if self.embedder is not None and question.strip():
-            try:
-                missing = [t for t in dict.fromkeys((question, *texts)) if t not in self.vectors]
-                if missing:
-                    self.vectors.update(zip(missing, self.embedder.embed(missing)))
-                q = self.vectors[question]
-                return [sum(a * b for a, b in zip(q, self.vectors[t])) - _heading(t) for t in texts]
-            except Exception as exc:  # noqa: BLE001 (a remote embedder down must not end the question)
-                log.warning("ranking sentences by words: the embedder failed (%s)", exc)
-                self.embedder = None
+        cosines = self.cosines(question, texts)
+        if cosines is not None:
+            return [c - _heading(t) for c, t in zip(cosines, texts)]
         asked = terms(question)
         return [len(asked & terms(t)) / (len(asked) or 1) - _heading(t) for t in texts]
 
@@ -260,12 +268,9 @@ def _bare(text: str) -> str:
     return " ".join(re.sub(r"\[\d+\]", " ", text).split()).casefold().strip(" .,?!")
 
 
-def unsupported(call: ToolCall, seen: Mapping[str, str], question: str) -> str | None:
-    """Why an answer is refused though its quotes verify: no word of its text (beyond the
-    question's) is in the chunks it cites. A grammar makes every quote real, not relevant:
-    the 1.5B answered "The default TCP port of a PostgreSQL server is 5432" from its own
-    knowledge, citing a Node.js stream sentence it was offered. None when it is supported,
-    an abstention, or not an answer."""
+def _cited(call: ToolCall, seen: Mapping[str, str]) -> list[str] | None:
+    """The texts of the chunks an answer cites, when it is an answer (not an abstention) and
+    every chunk it cites was shown in this question; else None (verification says what is wrong)."""
     try:
         arguments = json.loads(call.arguments or "{}")
     except json.JSONDecodeError:
@@ -274,10 +279,48 @@ def unsupported(call: ToolCall, seen: Mapping[str, str], question: str) -> str |
         return None
     cited = [c.get("chunk_id") for c in arguments.get("citations") or [] if isinstance(c, dict)]
     texts = [seen[c] for c in cited if c in seen]
-    if not texts or len(texts) < len(cited):
-        return None  # not all shown here: verification will say what is wrong
-    claimed = terms(str(arguments.get("text") or "")) - terms(question)
-    if not claimed or claimed & terms(" ".join(texts)):
+    return texts if texts and len(texts) == len(cited) else None
+
+
+def off_topic(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None,
+              floor: float) -> float | None:
+    """The closest cosine of an answer's cited chunks to the question, when it is under
+    ``floor`` (docmem.agent.functions.WEAK_MATCH): a passage that far from the question does
+    not answer it. The 1.5B answered "Alice won the 2018 FIFA World Cup." citing Alice in
+    Wonderland (cosine 0.22) and "78" for ethanol's boiling point; on the paraphrase sets 2 of
+    84 answerable questions had no passage over 0.35. None when close enough, not an answer,
+    or without an embedder."""
+    texts = _cited(call, seen)
+    cosines = relevance.cosines(question, texts) if texts and relevance is not None else None
+    return max(cosines) if cosines and max(cosines) < floor else None
+
+
+def abstention(call: ToolCall, text: str) -> ToolCall:
+    """``call`` (an answer) as an abstention that says why."""
+    return ToolCall(call.id, call.name, json.dumps({"text": text, "citations": [], "not_found": True}))
+
+
+def doubtful(searches: Sequence[Mapping[str, Any]]) -> bool:
+    """No search of this question came close in meaning (docmem.agent.functions.WEAK_MATCH)."""
+    return bool(searches) and all(s.get("weak") for s in searches)
+
+
+def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None = None,
+                floor: float = 0.0) -> str | None:
+    """Why an answer is refused though its quotes verify: no word of its text (beyond the
+    question's) is in the chunks it cites, or they are all far from the question in meaning
+    (``off_topic``). A grammar makes every quote real, not relevant: the 1.5B answered "The
+    default TCP port of a PostgreSQL server is 5432" from its own knowledge, citing a Node.js
+    stream sentence it was offered. None when it is supported, an abstention, or not an answer."""
+    texts = _cited(call, seen)
+    if texts is None:
         return None
-    return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
-            "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it.")
+    claimed = terms(str(json.loads(call.arguments).get("text") or "")) - terms(question)
+    if claimed and not claimed & terms(" ".join(texts)):
+        return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
+                "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it.")
+    far = off_topic(call, seen, question, relevance, floor)
+    if far is not None:
+        return (f"FAILED: the chunks you cite are not about the question (closest similarity {far:.2f}), so "
+                "they do not answer it. Cite a passage about it, or answer not_found: true.")
+    return None

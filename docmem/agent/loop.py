@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from docmem import prompts
 from docmem.agent import constrain as constrained
 from docmem.agent import textcalls
-from docmem.agent.functions import NOTE_TOKENS, CitationResult, State
+from docmem.agent.functions import NOTE_TOKENS, WEAK_MATCH, CitationResult, State
 from docmem.agent.memory import MainContext, Usage, message_tokens, render_messages
 from docmem.agent.recall import Recall
 from docmem.agent.tools import HEARTBEAT, Tool, ToolError, error_text
@@ -275,6 +275,10 @@ class Agent:
                 elif self.constrained and call.name == "answer":
                     told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
                     call = constrained.quoted_answer(call, self.tools["answer"], self.question, told)
+                    far = constrained.off_topic(call, self.state.seen, self.question, self._relevance, WEAK_MATCH)
+                    if far is not None and constrained.doubtful(self.state.searches):  # nor any search was close
+                        call = constrained.abstention(call, "Not found in the documents: no passage found is close "
+                                                      f"in meaning to the question (closest {far:.2f}).")
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
@@ -293,7 +297,8 @@ class Agent:
                                          "Use it, or do something different."), False, True
                     arguments = None
                 else:
-                    why = constrained.unsupported(call, self.state.seen, self.question) if self.constrained else None
+                    why = constrained.unsupported(call, self.state.seen, self.question, self._relevance,
+                                                  WEAK_MATCH) if self.constrained else None
                     output, ok, wants, arguments = ((why, False, True, json.loads(call.arguments)) if why is not None
                                                     else self._execute(call, as_text))
                 self._push_result(call, output)
@@ -354,7 +359,7 @@ class Agent:
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
                                         question=self.question, final=final, relevance=self._relevance,
-                                        doubtful=bool(searches) and all(s.get("weak") for s in searches))
+                                        doubtful=constrained.doubtful(searches))
 
     # -- the first search, made by docmem ------------------------------------------------
 
