@@ -276,6 +276,26 @@ def test_an_answer_citing_a_passage_far_from_the_question_is_refused_or_abstains
     assert out["answer"].startswith("Not found in the documents: no passage found is close in meaning")
 
 
+def test_a_constrained_model_reads_a_page_best_last(corpus_root):
+    """The constrained 0.5B cited a page's 4th or 5th hit in 6 of 10 questions, whatever held the
+    answer: constrained, hits are listed from the last to the best, ranks and header unchanged."""
+    with FakeOpenAI() as server:
+        server.policy = lambda body: {"content": json.dumps({"name": "answer", "arguments": {
+            "text": "Not known.", "citations": [], "not_found": True}})}
+        for tools in ("minimal", "full"):
+            CliRunner().invoke(cli, ["ask", "When do the valve and the pump start?", "--tools", tools,
+                                     "--first-search", "on", "--model", server.model, "--base-url", server.url],
+                               catch_exceptions=False)
+        pages = [next(m["content"] for m in current_turn(b["messages"])[1] if m["role"] == "tool")
+                 for b in server.chat_requests]
+    constrained_page, plain_page = pages[0], pages[-1]
+    assert re.findall(r"\[(\d+)\] chunk", constrained_page) == ["2", "1"]
+    assert re.findall(r"\[(\d+)\] chunk", plain_page) == ["1", "2"]
+    header = "Showing results 1-2 of 2 (page 1 of 1)"
+    assert header in plain_page and header in constrained_page
+    assert "hit [1] comes at the end" in constrained_page and "comes at the end" not in plain_page
+
+
 def test_the_full_set_is_not_constrained_unless_asked(corpus_root):
     with FakeOpenAI() as server:
         server.policy = _sampler

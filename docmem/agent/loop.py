@@ -167,7 +167,8 @@ class Agent:
         self.recall = recall
         self.corpus = corpus
         self.state = State(corpus, self.ctx, recall, self.counter, page_size=page_size,
-                           notes_scope=notes_scope or recall.session, note_tokens=note_tokens)
+                           notes_scope=notes_scope or recall.session, note_tokens=note_tokens,
+                           best_last=self.constrained)
         self.interrupt = threading.Event()
         self.tokens_in = self.tokens_out = 0
         fixed = self._usage()
