@@ -150,7 +150,9 @@ def test_an_answer_its_citations_do_not_support_is_refused():
         return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, "At what pressure?",
                            Relevance(Embedder()), 0.35)
 
-    assert why_far("pump-2").startswith("FAILED: the chunks you cite are not about the question (closest similarity 0.00)")
+    refused = why_far("pump-2")
+    assert refused.startswith("FAILED: the chunks you cite are not about the question (closest similarity 0.00)")
+    assert refused.endswith("The chunk shown closest to the question is valve-1.")  # where to look instead
     assert why_far("valve-1") is None  # cosine 0.8 to the question
 
 

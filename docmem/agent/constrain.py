@@ -318,9 +318,24 @@ def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevanc
     claimed = terms(str(json.loads(call.arguments).get("text") or "")) - terms(question)
     if claimed and not claimed & terms(" ".join(texts)):
         return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
-                "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it.")
+                "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it."
+                + _closest_hint(call, seen, question, relevance))
     far = off_topic(call, seen, question, relevance, floor)
     if far is not None:
         return (f"FAILED: the chunks you cite are not about the question (closest similarity {far:.2f}), so "
-                "they do not answer it. Cite a passage about it, or answer not_found: true.")
+                "they do not answer it. Cite a passage about it, or answer not_found: true."
+                + _closest_hint(call, seen, question, relevance))
     return None
+
+
+def _closest_hint(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None) -> str:
+    """Which chunk shown in this question is closest to it, when the answer cites another: the
+    1.5B wrote the right answer citing the wrong chunk of the right file, was refused, and
+    abstained instead of citing the chunk that said it. Empty without an embedder."""
+    ids = list(seen)[-MAX_CANDIDATES:]
+    cosines = relevance.cosines(question, [seen[i] for i in ids]) if relevance is not None and ids else None
+    if not cosines:
+        return ""
+    best = max(range(len(ids)), key=lambda n: cosines[n])
+    cited = {c.get("chunk_id") for c in json.loads(call.arguments).get("citations") or [] if isinstance(c, dict)}
+    return "" if ids[best] in cited else f" The chunk shown closest to the question is {ids[best]}."
