@@ -19,6 +19,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from docmem.embedders import bm25_query
 from docmem.errors import DocmemError
@@ -102,6 +103,13 @@ def looks_like_identifier(query: str) -> bool:
 def identifiers(text: str) -> list[str]:
     """The identifiers in ``text``, once each, in order."""
     return list(dict.fromkeys(m.group(0) for m in _IDENTIFIER.finditer(text)))
+
+
+def shares_identifier(text: str, others: Sequence[str]) -> bool:
+    """Whether an identifier of ``text`` occurs in one of ``others`` (case-insensitive): a key
+    lookup that found its key is close, though the dense cosine of a UUID says nothing."""
+    wanted = {i.casefold() for i in identifiers(text)}
+    return bool(wanted) and any(wanted & {i.casefold() for i in identifiers(o)} for o in others)
 
 
 def matching_paths(corpus: Corpus, glob: str) -> list[str]:

@@ -148,11 +148,21 @@ def test_an_answer_its_citations_do_not_support_is_refused():
         arguments = {"text": "It starts when the tank is half empty and opens at 3 bar [1].",
                      "citations": [{"quote": "x", "chunk_id": chunk}], "not_found": False}
         return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, "At what pressure?",
-                           Relevance(Embedder()), 0.35)
+                           Relevance(Embedder()), 0.35, [{"hits": ["pump-2", "valve-1"]}, {"hits": []}])
 
     refused = why_far("pump-2")
     assert refused.startswith("FAILED: the chunks you cite are not about the question (closest similarity 0.00)")
-    assert refused.endswith("The chunk shown closest to the question is valve-1.")  # where to look instead
+    assert refused.endswith("The best match of your last search is chunk valve-1.")  # where to look instead
+    # a key lookup: the cited chunk holds the question's key, so it is on topic whatever its cosine
+    key = "3f9a4beb-5401-4d1b-9c03-24541baa5cca"
+    arguments = {"text": "It is 42.", "citations": [{"quote": "x", "chunk_id": "pump-2"}], "not_found": False}
+
+    def why_key(chunk_text: str) -> str | None:  # the stand-in puts this chunk at cosine 0 to the question
+        return unsupported(ToolCall("c", "answer", json.dumps(arguments)), {"pump-2": chunk_text},
+                           f"At what pressure is key {key}?", Relevance(Embedder()), 0.35)
+
+    assert why_key(f"pump key = {key}, value = 42") is None
+    assert why_key("pump key = 1746f89a-b7b4-4e98-8e77-58c261a9aac7, value = 42").startswith("FAILED: the chunks")
     assert why_far("valve-1") is None  # cosine 0.8 to the question
 
 

@@ -204,6 +204,24 @@ def test_of_n_counts_relevant_passages_only(settings, tmp_path):
         assert search(corpus, "bicycle", ranking="bm25").closest is None  # no dense list, no verdict
 
 
+def test_a_key_lookup_that_finds_its_key_is_not_called_weak(settings, tmp_path):
+    """A UUID's dense cosine to anything is low, so the exact match of a key lookup was told
+    "No passage is close in meaning", and a constrained model was steered to abstain."""
+    key = "2a56dfdd-773f-4260-8e35-f4e407379579"
+    log = ("Repair log for the workshop. The rear wheel was trued and the brake pads were replaced; the "
+           f"chain was cleaned and oiled, and the tyres were pumped to four bar. Ticket {key} is closed.\n")
+    root = write_tree(tmp_path / "docs", {"pair.txt": log, "tax.md": TOPICS["tax.md"]})
+    with open_corpus(settings, create=True, embedder="bundled") as corpus:
+        ingest(corpus, [root], workers=1)
+        state = State(corpus, MainContext(system="", working_budget=256), Recall(":memory:", "s"), TokenCounter(None))
+        found = archival_search(state, key)
+        assert search(corpus, key).closest < WEAK_MATCH  # the cosine alone would call it weak
+        assert "pair.txt" in found and "close in meaning" not in found and not state.searches[-1]["weak"]
+        assert state.searches[-1]["hits"][0].startswith(found.split("chunk ")[1][:12])
+        other = archival_search(state, "1746f89a-b7b4-4e98-8e77-58c261a9aac7")  # a key that is not there
+        assert state.searches[-1]["weak"] and "close in meaning" in other
+
+
 @pytest.mark.parametrize("backend", ["edge", "server"])
 def test_chunks_waiting_for_dense_vectors_are_found_by_their_words(settings, tmp_path, backend):
     """BM25 makes a chunk searchable the moment it is written (an ingest with --no-dense, or

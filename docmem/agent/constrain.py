@@ -25,6 +25,7 @@ from typing import Any, Collection, Mapping, Sequence
 from docmem.agent.tools import Tool
 from docmem.embedders import DenseEmbedder
 from docmem.protocols import ToolCall
+from docmem.search import shares_identifier
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,9 @@ def off_topic(call: ToolCall, seen: Mapping[str, str], question: str, relevance:
     84 answerable questions had no passage over 0.35. None when close enough, not an answer,
     or without an embedder."""
     texts = _cited(call, seen)
-    cosines = relevance.cosines(question, texts) if texts and relevance is not None else None
+    if not texts or shares_identifier(question, texts):  # an exact key is on topic, whatever its cosine
+        return None
+    cosines = relevance.cosines(question, texts) if relevance is not None else None
     return max(cosines) if cosines and max(cosines) < floor else None
 
 
@@ -306,7 +309,7 @@ def doubtful(searches: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None = None,
-                floor: float = 0.0) -> str | None:
+                floor: float = 0.0, searches: Sequence[Mapping[str, Any]] = ()) -> str | None:
     """Why an answer is refused though its quotes verify: no word of its text (beyond the
     question's) is in the chunks it cites, or they are all far from the question in meaning
     (``off_topic``). A grammar makes every quote real, not relevant: the 1.5B answered "The
@@ -319,23 +322,21 @@ def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevanc
     if claimed and not claimed & terms(" ".join(texts)):
         return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
                 "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it."
-                + _closest_hint(call, seen, question, relevance))
+                + _closest_hint(call, searches))
     far = off_topic(call, seen, question, relevance, floor)
     if far is not None:
         return (f"FAILED: the chunks you cite are not about the question (closest similarity {far:.2f}), so "
                 "they do not answer it. Cite a passage about it, or answer not_found: true."
-                + _closest_hint(call, seen, question, relevance))
+                + _closest_hint(call, searches))
     return None
 
 
-def _closest_hint(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None) -> str:
-    """Which chunk shown in this question is closest to it, when the answer cites another: the
-    1.5B wrote the right answer citing the wrong chunk of the right file, was refused, and
-    abstained instead of citing the chunk that said it. Empty without an embedder."""
-    ids = list(seen)[-MAX_CANDIDATES:]
-    cosines = relevance.cosines(question, [seen[i] for i in ids]) if relevance is not None and ids else None
-    if not cosines:
-        return ""
-    best = max(range(len(ids)), key=lambda n: cosines[n])
+def _closest_hint(call: ToolCall, searches: Sequence[Mapping[str, Any]]) -> str:
+    """The best-ranked hit of the last search that the answer does not cite: the 1.5B wrote the
+    right answer citing the wrong chunk of the right file, was refused, and abstained instead of
+    citing the chunk that said it. The ranking, not the cosine: for a key lookup the cosine
+    pointed the 0.5B at another key's pair, and on paraphrases the ranking beats it at hit@1."""
     cited = {c.get("chunk_id") for c in json.loads(call.arguments).get("citations") or [] if isinstance(c, dict)}
-    return "" if ids[best] in cited else f" The chunk shown closest to the question is {ids[best]}."
+    ranked = next((s.get("hits") for s in reversed(searches) if s.get("hits")), None) or []
+    best = next((h for h in ranked if h not in cited), None)
+    return f" The best match of your last search is chunk {best}." if best else ""

@@ -19,7 +19,7 @@ from docmem.agent.tools import ToolError, derive
 from docmem.embedders import bm25_document
 from docmem.errors import DocmemError
 from docmem.schema import KIND_NOTE, Chunk
-from docmem.search import search
+from docmem.search import search, shares_identifier
 
 if TYPE_CHECKING:
     from docmem.agent.memory import MainContext
@@ -127,9 +127,11 @@ def archival_search(
     except DocmemError as exc:
         raise ToolError(str(exc)) from exc
     new = [h for h in result.hits if h.chunk.id not in state.seen]
-    weak = result.closest is not None and result.closest < WEAK_MATCH
+    weak = (result.closest is not None and result.closest < WEAK_MATCH
+            and not shares_identifier(query, [h.chunk.text for h in result.hits]))
     state.searches.append({"query": query, "page": page, "path": path, "total": result.total,
-                           "capped": result.capped, "shown": len(result.hits), "new": len(new), "weak": weak})
+                           "capped": result.capped, "shown": len(result.hits), "new": len(new), "weak": weak,
+                           "hits": [h.chunk.id for h in result.hits]})
     if result.total and not result.hits:
         raise ToolError(result.header() + ": ask for a lower page")
     header = result.header() if not result.total else f'{result.header()} for "{query}"'

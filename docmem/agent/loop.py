@@ -299,7 +299,7 @@ class Agent:
                     arguments = None
                 else:
                     why = constrained.unsupported(call, self.state.seen, self.question, self._relevance,
-                                                  WEAK_MATCH) if self.constrained else None
+                                                  WEAK_MATCH, self.state.searches) if self.constrained else None
                     output, ok, wants, arguments = ((why, False, True, json.loads(call.arguments)) if why is not None
                                                     else self._execute(call, as_text))
                 self._push_result(call, output)
