@@ -167,6 +167,21 @@ def test_nested_kv_end_to_end(tmp_path: Path):
     _check_png(tmp_path / "again.png")
 
 
+def test_docmem_rows_count_tokens_when_the_server_sends_no_usage(tmp_path: Path):
+    """llama-server sends no usage chunk for a stream docmem closes once the call is complete:
+    the eval's docmem rows read 0 / 0 tokens per answer against a real 0.5B."""
+    out = tmp_path / "out"
+    with FakeOpenAI(model="gpt-4o-mini") as server:
+        server.policy = lambda body: {**kv_server_policy(body), "usage": None}
+        result = _invoke(["eval", "nested-kv", "--levels", "0", "--samples", "1", "--pairs", "10", "--embedder",
+                          "none", "--systems", "docmem", "--model", server.model, "--base-url", server.url,
+                          "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    _path, records = _records(out)
+    [row] = [r for r in records if r["type"] == "result"]
+    assert row["correct"] and row["tokens_in"] > 500 and row["tokens_out"] > 0
+
+
 def test_nested_kv_budget_bounds_and_dry_run(tmp_path: Path):
     with FakeOpenAI() as server:
         server.policy = kv_server_policy

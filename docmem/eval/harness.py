@@ -306,8 +306,13 @@ class Harness:
         path = self.traces_dir / f"{slug(name)}.jsonl"
         return path, str(path.relative_to(self.options.out_dir))
 
-    def _charged(self, outcome: Outcome, key: Any, before: tuple[int, int, int]) -> Outcome:
+    def _charged(self, outcome: Outcome, key: Any, before: tuple[int, int, int],
+                 counted: tuple[int, int] = (0, 0)) -> Outcome:
+        """``counted``: the agent's own token counts, for calls whose server sent no usage (a
+        stream docmem closed once the call was complete): docmem's rows read 0 / 0 tokens."""
         calls, tokens_in, tokens_out = (now - then for now, then in zip(self.meter.snapshot(), before))
+        if not tokens_in:
+            tokens_in, tokens_out = counted
         outcome.calls, outcome.tokens_in, outcome.tokens_out = calls, tokens_in, tokens_out
         outcome.cost = self.budget.charge(outcome.system, key, tokens_in, tokens_out)
         self.check_failures()
@@ -341,7 +346,7 @@ class Harness:
                           seconds=time.perf_counter() - started, error=result.error, trace=rel,
                           searches=result.searches, seen=seen,
                           verified=bool(result.citations) and all(c.verified for c in result.citations))
-        return self._charged(outcome, key, before)
+        return self._charged(outcome, key, before, (result.tokens_in, result.tokens_out))
 
     def ask_baseline(self, text: str, name: str, key: Any, fits: bool = True,
                      extra: dict[str, Any] | None = None) -> Outcome:
