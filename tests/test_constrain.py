@@ -82,6 +82,22 @@ def test_the_schema_admits_only_real_functions_seen_chunks_and_their_sentences()
         "citations": [], "text": "Not found.", "not_found": True}})
 
 
+def test_a_key_lookup_may_cite_only_chunks_that_hold_the_key():
+    """In nested-kv the 0.5B was shown the key's pair as hit [1] and cited another pair, 6 of 6."""
+    key, other = "2a56dfdd-773f-4260-8e35-f4e407379579", "948cd7ac-5e0a-4efd-a765-6221b6da76cf"
+    seen = {"p1-0": f"Key-value pair: key = {key}, value = 465888e9", "p2-0": f"Key-value pair: key = {other}, value = 8c97"}
+
+    def citable(keys: list[str]) -> set[str]:
+        schema = reply_schema(TOOLS, seen, question=f"What is the value of key {key}?", keys=keys)
+        answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")
+        items = answer["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"]
+        return {i["properties"]["chunk_id"]["const"] for i in items}
+
+    assert citable([key]) == {"p1-0"}
+    assert citable([key, other]) == {"p1-0", "p2-0"}  # it searched the next key: that pair too
+    assert citable(["c0ffee1234-none"]) == {"p1-0", "p2-0"}  # no chunk holds it: everything shown
+
+
 def test_sentences_sharing_the_question_s_words_are_offered_first():
     schema = reply_schema(TOOLS, {"pump-2": PUMP, "valve-1": VALVE}, question="How often is the seal replaced?")
     answer = next(o for o in schema["anyOf"] if o["properties"]["name"]["const"] == "answer")

@@ -126,7 +126,8 @@ def _closest(found: list[str], score: Mapping[str, float]) -> list[str]:
 
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
                  read: Collection[str] = (), searched_anew: bool = True, question: str = "",
-                 final: bool = False, relevance: Relevance | None = None, doubtful: bool = False) -> dict[str, Any]:
+                 final: bool = False, relevance: Relevance | None = None, doubtful: bool = False,
+                 keys: Collection[str] = ()) -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
@@ -137,7 +138,9 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     the answer after every search, until its step budget ran out). ``final``: the last step
     of the budget, which can only answer (or abstain): an answer, even "not found", says
     what was searched; running out of steps says nothing. ``doubtful``: no search of this
-    question came close in meaning, and the answer asks first whether it was not found."""
+    question came close in meaning, and the answer asks first whether it was not found.
+    ``keys``: identifiers of the question and of the searches made (``docmem.search.identifiers``);
+    when chunks shown hold one, only those may be cited (see ``_holding``)."""
     options = []
     for name, tool in tools.items():
         if final and name != "answer" and "answer" in tools:
@@ -159,11 +162,20 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # query made again is given its next page (``next_page``).
             arguments["properties"] = {"query": arguments["properties"]["query"]}
         elif name == "answer":
-            arguments = _answer(list(seen.items())[-MAX_CANDIDATES:], question, relevance or Relevance(None),
-                                doubtful)
+            arguments = _answer(_holding(list(seen.items())[-MAX_CANDIDATES:], keys), question,
+                                relevance or Relevance(None), doubtful)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
+
+
+def _holding(recent: list[tuple[str, str]], keys: Collection[str]) -> list[tuple[str, str]]:
+    """The chunks that hold one of ``keys``, if any does; else all of ``recent``. Only a passage
+    that names a key can say something about it: in ``docmem eval nested-kv`` the 0.5B was
+    shown the key's pair as hit [1] and cited another pair's value, 6 times in 6."""
+    wanted = [k.casefold() for k in keys]
+    holding = [(cid, text) for cid, text in recent if any(k in text.casefold() for k in wanted)]
+    return holding or recent
 
 
 def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool) -> dict[str, Any]:

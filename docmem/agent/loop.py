@@ -360,7 +360,8 @@ class Agent:
         return constrained.reply_schema(self.tools, self.state.seen, last[0] if last else None, self.state.read,
                                         searched_anew=bool(searches and searches[-1]["new"]),
                                         question=self.question, final=final, relevance=self._relevance,
-                                        doubtful=constrained.doubtful(searches))
+                                        doubtful=constrained.doubtful(searches),
+                                        keys=identifiers(" ".join([self.question, *(str(s["query"]) for s in searches)])))
 
     # -- the first search, made by docmem ------------------------------------------------
 
