@@ -94,6 +94,9 @@ def test_a_key_lookup_may_cite_only_chunks_that_hold_the_key():
         return {i["properties"]["chunk_id"]["const"] for i in items}
 
     assert citable([key]) == {"p1-0"}
+    only = reply_schema(TOOLS, seen, question=f"What is the value of key {key}?", keys=[key])
+    answer = next(o for o in only["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    assert list(answer["properties"]["arguments"]["properties"]) == ["citations", "text", "not_found"]  # quote first
     assert citable([key, other]) == {"p1-0", "p2-0"}  # it searched the next key: that pair too
     assert citable(["c0ffee1234-none"]) == {"p1-0", "p2-0"}  # no chunk holds it: everything shown
 
@@ -164,11 +167,14 @@ def test_an_answer_its_citations_do_not_support_is_refused():
         arguments = {"text": "It starts when the tank is half empty and opens at 3 bar [1].",
                      "citations": [{"quote": "x", "chunk_id": chunk}], "not_found": False}
         return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, "At what pressure?",
-                           Relevance(Embedder()), 0.35, [{"hits": ["pump-2", "valve-1"]}, {"hits": []}])
+                           Relevance(Embedder()), 0.35, [{"hits": ["valve-1", "pump-2"]}, {"hits": []}])
 
     refused = why_far("pump-2")
     assert refused.startswith("FAILED: the chunks you cite are not about the question (closest similarity 0.00)")
     assert refused.endswith("The best match of your last search is chunk valve-1.")  # where to look instead
+    top_cited = {"text": "Germany won.", "citations": [{"quote": "x", "chunk_id": "valve-1"}], "not_found": False}
+    assert unsupported(ToolCall("c", "answer", json.dumps(top_cited)), seen, question, None, 0.0,
+                       [{"hits": ["valve-1", "pump-2"]}]).endswith("if the documents do not say it.")  # no hint
     # a key lookup: the cited chunk holds the question's key, so it is on topic whatever its cosine
     key = "3f9a4beb-5401-4d1b-9c03-24541baa5cca"
     arguments = {"text": "It is 42.", "citations": [{"quote": "x", "chunk_id": "pump-2"}], "not_found": False}

@@ -162,8 +162,10 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # query made again is given its next page (``next_page``).
             arguments["properties"] = {"query": arguments["properties"]["query"]}
         elif name == "answer":
-            arguments = _answer(_holding(list(seen.items())[-MAX_CANDIDATES:], keys), question,
-                                relevance or Relevance(None), doubtful)
+            recent = list(seen.items())[-MAX_CANDIDATES:]
+            holding = _holding(recent, keys)
+            arguments = _answer(holding, question, relevance or Relevance(None), doubtful,
+                                cite_first=len(holding) < len(recent))
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
@@ -178,7 +180,8 @@ def _holding(recent: list[tuple[str, str]], keys: Collection[str]) -> list[tuple
     return holding or recent
 
 
-def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool) -> dict[str, Any]:
+def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool,
+            cite_first: bool = False) -> dict[str, Any]:
     """The text, then its evidence, each quote before its chunk id, then whether it was not
     found. A citation picked first was the chunk last read: the 1.5B wrote "It competes with
     fopen()", right, citing a chunk of another document; after its text, the quote it picks
@@ -188,7 +191,9 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     the 0.5B always answered, also about the World Cup in a corpus of software manuals.
     The ``MAX_CHUNKS`` chunks whose best sentence is closest to the question, closest first:
     by recency alone, the chunks of a wrong document the 0.5B had opened pushed the top
-    search hit, which held the answer, out of the list."""
+    search hit, which held the answer, out of the list. ``cite_first``: the key fixed which
+    chunks may be cited, so the quote comes first and the text after it: writing the text first,
+    the 0.5B gave another pair's value while citing the key's own pair."""
     found = {cid: sentences(text) for cid, text in recent}
     flat = [s for group in found.values() for s in group]
     score = dict(zip(flat, relevance.scores(question, flat)))
@@ -206,7 +211,8 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
         citations["items"] = {"anyOf": cited}
     properties = {"citations": citations, "text": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
                   "not_found": {"type": "boolean"}}
-    order = ["not_found", "text", "citations"] if doubtful else ["text", "citations", "not_found"]
+    order = (["not_found", "text", "citations"] if doubtful else ["citations", "text", "not_found"] if cite_first
+             else ["text", "citations", "not_found"])
     return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
             "additionalProperties": False}
 
@@ -350,5 +356,4 @@ def _closest_hint(call: ToolCall, searches: Sequence[Mapping[str, Any]]) -> str:
     pointed the 0.5B at another key's pair, and on paraphrases the ranking beats it at hit@1."""
     cited = {c.get("chunk_id") for c in json.loads(call.arguments).get("citations") or [] if isinstance(c, dict)}
     ranked = next((s.get("hits") for s in reversed(searches) if s.get("hits")), None) or []
-    best = next((h for h in ranked if h not in cited), None)
-    return f" The best match of your last search is chunk {best}." if best else ""
+    return f" The best match of your last search is chunk {ranked[0]}." if ranked and ranked[0] not in cited else ""
