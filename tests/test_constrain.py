@@ -297,6 +297,7 @@ def test_an_answer_citing_a_passage_far_from_the_question_is_refused_or_abstains
         server.policy = _citing("heather")
         refused = CliRunner().invoke(cli, ["ask", "When does the alpha valve open?", *base], catch_exceptions=False)
         told = [m["content"] for m in current_turn(server.chat_requests[-1]["messages"])[1] if m["role"] == "tool"]
+        after = server.chat_requests[-1]["response_format"]["json_schema"]["schema"]
         # nothing close was found at all, and the model answered from a passage anyway: docmem abstains
         n = len(server.chat_requests)
         server.policy = _citing("heather", "Which country won the World Cup by the garden wall?")
@@ -305,6 +306,10 @@ def test_an_answer_citing_a_passage_far_from_the_question_is_refused_or_abstains
         asked = len(server.chat_requests) - n
     assert json.loads(refused.stdout)["status"] == "abstained"
     assert told[-1].startswith("FAILED: the chunks you cite are not about the question")
+    answer = next(o for o in after["anyOf"] if o["properties"]["name"]["const"] == "answer")
+    offered = answer["properties"]["arguments"]["properties"]["citations"]["items"]["anyOf"]
+    quotes_left = " ".join(q for o in offered for q in o["properties"]["quote"]["enum"])
+    assert "alpha valve" in quotes_left and "heather" not in quotes_left  # the refused chunk is not offered again
     out = json.loads(far.stdout)
     assert out["status"] == "abstained" and asked == 2 and not out["citations"]  # searched, then "answered"
     assert out["answer"].startswith("Not found in the documents: no passage found is close in meaning")

@@ -127,7 +127,7 @@ def _closest(found: list[str], score: Mapping[str, float]) -> list[str]:
 def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str | None = None,
                  read: Collection[str] = (), searched_anew: bool = True, question: str = "",
                  final: bool = False, relevance: Relevance | None = None, doubtful: bool = False,
-                 keys: Collection[str] = ()) -> dict[str, Any]:
+                 keys: Collection[str] = (), refused: Collection[str] = ()) -> dict[str, Any]:
     """One JSON object ``{"name": ..., "arguments": {...}}`` calling one of ``tools``.
 
     ``seen``: chunk id -> text, in the order shown during this question. ``last``: the
@@ -140,7 +140,9 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     what was searched; running out of steps says nothing. ``doubtful``: no search of this
     question came close in meaning, and the answer asks first whether it was not found.
     ``keys``: identifiers of the question and of the searches made (``docmem.search.identifiers``);
-    when chunks shown hold one, only those may be cited (see ``_holding``)."""
+    when chunks shown hold one, only those may be cited (see ``_holding``). ``refused``: chunks
+    cited by an answer refused as unsupported, which are not offered again (the 1.5B sent the
+    refused answer again, word for word, until the loop stopped it, in 4 of 25 questions)."""
     options = []
     for name, tool in tools.items():
         if final and name != "answer" and "answer" in tools:
@@ -162,7 +164,7 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # query made again is given its next page (``next_page``).
             arguments["properties"] = {"query": arguments["properties"]["query"]}
         elif name == "answer":
-            recent = list(seen.items())[-MAX_CANDIDATES:]
+            recent = [(cid, text) for cid, text in seen.items() if cid not in refused][-MAX_CANDIDATES:]
             holding = _holding(recent, keys)
             arguments = _answer(holding, question, relevance or Relevance(None), doubtful,
                                 cite_first=len(holding) < len(recent))
@@ -316,8 +318,15 @@ def off_topic(call: ToolCall, seen: Mapping[str, str], question: str, relevance:
     return max(cosines) if cosines and max(cosines) < floor else None
 
 
-def abstention(call: ToolCall, text: str) -> ToolCall:
-    """``call`` (an answer) as an abstention that says why."""
+def abstain_if_far(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None,
+                   floor: float, searches: Sequence[Mapping[str, Any]]) -> ToolCall:
+    """``call`` as docmem's abstention when the chunks it cites are far from the question
+    (``off_topic``) and no search of the question came close either (``doubtful``): neither the
+    search nor the citation says the documents cover it."""
+    far = off_topic(call, seen, question, relevance, floor)
+    if far is None or not doubtful(searches):
+        return call
+    text = f"Not found in the documents: no passage found is close in meaning to the question (closest {far:.2f})."
     return ToolCall(call.id, call.name, json.dumps({"text": text, "citations": [], "not_found": True}))
 
 
@@ -349,11 +358,20 @@ def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevanc
     return None
 
 
+def cited_ids(call: ToolCall) -> set[str]:
+    """The chunk ids an answer call cites (none when its arguments do not parse)."""
+    try:
+        citations = json.loads(call.arguments or "{}").get("citations") or []
+    except (json.JSONDecodeError, AttributeError):
+        return set()
+    return {str(c["chunk_id"]) for c in citations if isinstance(c, dict) and c.get("chunk_id")}
+
+
 def _closest_hint(call: ToolCall, searches: Sequence[Mapping[str, Any]]) -> str:
     """The best-ranked hit of the last search that the answer does not cite: the 1.5B wrote the
     right answer citing the wrong chunk of the right file, was refused, and abstained instead of
     citing the chunk that said it. The ranking, not the cosine: for a key lookup the cosine
     pointed the 0.5B at another key's pair, and on paraphrases the ranking beats it at hit@1."""
-    cited = {c.get("chunk_id") for c in json.loads(call.arguments).get("citations") or [] if isinstance(c, dict)}
+    cited = cited_ids(call)
     ranked = next((s.get("hits") for s in reversed(searches) if s.get("hits")), None) or []
     return f" The best match of your last search is chunk {ranked[0]}." if ranked and ranked[0] not in cited else ""

@@ -66,6 +66,7 @@ class State:
     room: int = 1500  # tokens a result may take now; set by the loop before each call
     seen: dict[str, str] = field(default_factory=dict)  # chunk id -> text shown during this question, oldest first
     read: set[str] = field(default_factory=set)  # of those, the chunks open_document showed
+    refused: set[str] = field(default_factory=set)  # chunks cited by a constrained answer refused as unsupported
     searches: list[dict[str, Any]] = field(default_factory=list)
     final: Final | None = None
     notes_scope: str = "default"  # archival_insert writes here; every reader sees only these notes

@@ -184,7 +184,8 @@ class Agent:
 
     def run(self, text: str, *, chat: bool = False) -> Iterator[Step]:
         """Handle one user message; ``chat`` yields to the user when no heartbeat is asked."""
-        self.state.seen, self.state.read, self.state.searches, self.state.final = {}, set(), [], None
+        state = self.state
+        state.seen, state.read, state.searches, state.final, state.refused = {}, set(), [], None, set()
         self.question = text
         self.interrupt.clear()
         tokens_at_start = (self.tokens_in, self.tokens_out)
@@ -276,10 +277,8 @@ class Agent:
                 elif self.constrained and call.name == "answer":
                     told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
                     call = constrained.quoted_answer(call, self.tools["answer"], self.question, told)
-                    far = constrained.off_topic(call, self.state.seen, self.question, self._relevance, WEAK_MATCH)
-                    if far is not None and constrained.doubtful(self.state.searches):  # nor any search was close
-                        call = constrained.abstention(call, "Not found in the documents: no passage found is close "
-                                                      f"in meaning to the question (closest {far:.2f}).")
+                    call = constrained.abstain_if_far(call, self.state.seen, self.question, self._relevance,
+                                                      WEAK_MATCH, self.state.searches)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
@@ -300,6 +299,7 @@ class Agent:
                 else:
                     why = constrained.unsupported(call, self.state.seen, self.question, self._relevance,
                                                   WEAK_MATCH, self.state.searches) if self.constrained else None
+                    self.state.refused.update(constrained.cited_ids(call) if why is not None else ())
                     output, ok, wants, arguments = ((why, False, True, json.loads(call.arguments)) if why is not None
                                                     else self._execute(call, as_text))
                 self._push_result(call, output)
@@ -361,7 +361,8 @@ class Agent:
                                         searched_anew=bool(searches and searches[-1]["new"]),
                                         question=self.question, final=final, relevance=self._relevance,
                                         doubtful=constrained.doubtful(searches),
-                                        keys=identifiers(" ".join([self.question, *(str(s["query"]) for s in searches)])))
+                                        keys=identifiers(" ".join([self.question, *(str(s["query"]) for s in searches)])),
+                                        refused=self.state.refused)
 
     # -- the first search, made by docmem ------------------------------------------------
 
