@@ -349,12 +349,12 @@ def unsupported(call: ToolCall, seen: Mapping[str, str], question: str, relevanc
     if claimed and not claimed & terms(" ".join(texts)):
         return ("FAILED: nothing your answer says is in the chunks it cites, so they do not support it. "
                 "Answer with what a cited sentence says, or answer not_found: true if the documents do not say it."
-                + _closest_hint(call, searches))
+                + _best_hit_hint(call, searches))
     far = off_topic(call, seen, question, relevance, floor)
     if far is not None:
         return (f"FAILED: the chunks you cite are not about the question (closest similarity {far:.2f}), so "
                 "they do not answer it. Cite a passage about it, or answer not_found: true."
-                + _closest_hint(call, searches))
+                + _best_hit_hint(call, searches))
     return None
 
 
@@ -367,9 +367,9 @@ def cited_ids(call: ToolCall) -> set[str]:
     return {str(c["chunk_id"]) for c in citations if isinstance(c, dict) and c.get("chunk_id")}
 
 
-def _closest_hint(call: ToolCall, searches: Sequence[Mapping[str, Any]]) -> str:
-    """The best-ranked hit of the last search that the answer does not cite: the 1.5B wrote the
-    right answer citing the wrong chunk of the right file, was refused, and abstained instead of
+def _best_hit_hint(call: ToolCall, searches: Sequence[Mapping[str, Any]]) -> str:
+    """The last search's best hit, when the answer does not cite it: the 1.5B wrote the right
+    answer citing the wrong chunk of the right file, was refused, and abstained instead of
     citing the chunk that said it. The ranking, not the cosine: for a key lookup the cosine
     pointed the 0.5B at another key's pair, and on paraphrases the ranking beats it at hit@1."""
     cited = cited_ids(call)
