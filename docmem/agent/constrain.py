@@ -39,10 +39,10 @@ MAX_SENTENCES = 12
 QUOTE_WORDS = 30  # a longer sentence is offered as its first words (still verbatim)
 MIN_QUOTE_CHARS = 12
 MAX_CITATIONS = 2
-# The answer's own words, in characters: with two 30-word quotes the whole call fits the
-# minimal set's 384-token reply (the 0.5B's text ran on, quoting, until max_tokens cut the
-# call in three steps of one question, which then ended with no answer at all).
-TEXT_CHARS = 400
+# The answer's own words, in characters: a short answer (docmem finds the sentences that say
+# it). Over the first page of hits the 0.5B's answers under 200 characters named the answer in
+# 13 of 20 questions; a longer text is where it copies sentences.
+TEXT_CHARS = 240
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n\s*\n|\n(?=\s*[-*•\d])")
 _WORD = re.compile(r"[^\W_]{3,}")
@@ -184,39 +184,118 @@ def _holding(recent: list[tuple[str, str]], keys: Collection[str]) -> list[tuple
 
 def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool,
             cite_first: bool = False) -> dict[str, Any]:
-    """The text, then its evidence, each quote before its chunk id, then whether it was not
-    found. A citation picked first was the chunk last read: the 1.5B wrote "It competes with
-    fopen()", right, citing a chunk of another document; after its text, the quote it picks
-    is the sentence that says it, and the sentence fixes the chunk. Asked to decide first, the
-    0.5B abstained on 2 of 4 questions whose answer it had just read; but when every search
-    was far from the question (``doubtful``), whether it was found comes first: asked last,
-    the 0.5B always answered, also about the World Cup in a corpus of software manuals.
-    The ``MAX_CHUNKS`` chunks whose best sentence is closest to the question, closest first:
+    """A short answer, the chunk that says it, and whether it was not found; docmem then finds
+    the sentence of the chunk that says it (``attributed``). Asked for the answer alone, as
+    ``{"answer": ..., "passage": N}`` over the first page of hits, the 0.5B named the answer in
+    13 of 20 questions; asked for verbatim quotes picked from lists of sentences, it copied a
+    sentence near the answer and was right in 2 (bench/real_model_findings.md, finding 28).
+    The ``MAX_CHUNKS`` chunks whose best sentence is closest to the question may be named:
     by recency alone, the chunks of a wrong document the 0.5B had opened pushed the top
-    search hit, which held the answer, out of the list. ``cite_first``: the key fixed which
-    chunks may be cited, so the quote comes first and the text after it: writing the text first,
-    the 0.5B gave another pair's value while citing the key's own pair."""
+    search hit, which held the answer, out of the list. The text comes first; whether it was
+    not found comes first when every search was far from the question (``doubtful``): asked
+    last, the 0.5B always answered, also about the World Cup in a corpus of software manuals;
+    asked first in general, it abstained on 2 of 4 questions whose answer it had just read.
+    ``cite_first``: the key fixed which chunks may be cited, so the chunk comes before the
+    text: writing the text first, the 0.5B gave another pair's value while citing the key's
+    own pair."""
     found = {cid: sentences(text) for cid, text in recent}
     flat = [s for group in found.values() for s in group]
     score = dict(zip(flat, relevance.scores(question, flat)))
-    options = []
-    for cid, group in found.items():
-        best = _closest(group, score)
-        if best:
-            options.append((cid, best))
-    options.sort(key=lambda o: -score[o[1][0]])
-    options = options[:MAX_CHUNKS]
-    cited = [{"type": "object", "properties": {"quote": {"enum": best}, "chunk_id": {"const": cid}},
-              "required": ["quote", "chunk_id"], "additionalProperties": False} for cid, best in options]
-    citations: dict[str, Any] = {"type": "array", "maxItems": MAX_CITATIONS if cited else 0}
-    if cited:
-        citations["items"] = {"anyOf": cited}
-    properties = {"citations": citations, "text": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
-                  "not_found": {"type": "boolean"}}
-    order = (["not_found", "text", "citations"] if doubtful else ["citations", "text", "not_found"] if cite_first
-             else ["text", "citations", "not_found"])
+    options = [(cid, max(score[s] for s in group)) for cid, group in found.items() if group]
+    options.sort(key=lambda o: -o[1])
+    ids = [cid for cid, _ in options[:MAX_CHUNKS]]
+    properties: dict[str, Any] = {"text": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
+                                  "not_found": {"type": "boolean"}}
+    if ids:
+        properties["chunk_id"] = {"enum": ids}
+    order = (["not_found", "text", "chunk_id"] if doubtful else ["chunk_id", "text", "not_found"] if cite_first
+             else ["text", "chunk_id", "not_found"])
+    order = [k for k in order if k in properties]
     return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
             "additionalProperties": False}
+
+
+def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
+               relevance: Relevance | None = None) -> ToolCall:
+    """A constrained answer (text and a chunk id, ``_answer``) as an answer call with
+    citations: the sentences, of the chunk named or else of another chunk seen in this
+    question, that hold the most of the answer's own words (its whole text first, then the
+    words the question does not already have), each quoted verbatim, up to
+    ``MAX_CITATIONS``. When no sentence seen holds a word of it, the chunk's sentence closest
+    to the question is cited, so the answer is refused as unsupported (``unsupported``). The
+    claim is the model's; docmem only finds where the documents say it."""
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError:
+        return call
+    if call.name != "answer" or not isinstance(arguments, dict) or "citations" in arguments:
+        return call
+    named = str(arguments.pop("chunk_id", "") or "")
+    arguments["citations"] = []
+    if not arguments.get("not_found") and named in seen:
+        arguments["citations"] = _support(str(arguments.get("text") or ""), named, seen, question,
+                                          relevance or Relevance(None))
+    return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
+
+
+_EDGE = "\"'“”‘’`.,;:!?()[]{}"
+_SMALL = frozenset("is a an of to in on at by it as be or if so do no".split())
+
+
+def _tokens(text: str) -> list[str]:
+    """Words of an answer as written (``16384``, ``**bold**``, ``json_extract``), edge
+    punctuation off; short or common words dropped."""
+    out = []
+    for raw in text.casefold().split():
+        word = raw.strip(_EDGE)
+        if word and word not in _COMMON and word not in _SMALL and (len(word) > 1 or word.isdigit()):
+            out.append(word)
+    return list(dict.fromkeys(out))
+
+
+def _holds(sentence: str, word: str) -> bool:
+    if re.fullmatch(r"\w+", word):
+        return re.search(rf"(?<!\w){re.escape(word)}(?!\w)", sentence) is not None
+    return word in sentence
+
+
+def _support(text: str, named: str, seen: Mapping[str, str], question: str,
+             relevance: Relevance) -> list[dict[str, str]]:
+    whole = " ".join(text.casefold().split()).strip(_EDGE + " ")
+    asked = set(_tokens(question))
+    words = _tokens(text)
+    new = [w for w in words if w not in asked] or words
+
+    def held(sentence: str) -> set[str]:
+        low = " ".join(sentence.casefold().split())
+        return {w for w in new if _holds(low, w)} | ({"\0whole"} if len(whole) >= 2 and whole in low else set())
+
+    pieces = [(cid, piece) for cid in [named, *(c for c in seen if c != named)]
+              for piece in _SENTENCE_END.split(seen[cid]) if len(piece.split()) >= 3]
+    scored = [(len(held(p)) + (len(new) + 1) * ("\0whole" in held(p)), cid == named, cid, p) for cid, p in pieces]
+    best = max(scored, key=lambda s: (s[0], s[1]), default=None)
+    if best is None or best[0] == 0:
+        fallback = quotes(seen[named], question, relevance)
+        return [{"chunk_id": named, "quote": fallback[0]}] if fallback else []
+    chosen = [best]
+    covered = held(best[3])
+    extra = max((s for s in scored if s is not best and held(s[3]) - covered), key=lambda s: len(held(s[3]) - covered),
+                default=None)
+    if extra is not None and len(chosen) < MAX_CITATIONS:
+        chosen.append(extra)
+    return [{"chunk_id": cid, "quote": _window(piece, held(piece))} for _, _, cid, piece in chosen]
+
+
+def _window(piece: str, held: set[str]) -> str:
+    """The sentence, or ``QUOTE_WORDS`` of its words from a little before the first word of the
+    answer it holds (a long sentence: the words are verbatim either way)."""
+    words = piece.split()
+    if len(words) <= QUOTE_WORDS:
+        return " ".join(words)
+    low = [w.casefold() for w in words]
+    at = next((i for i, w in enumerate(low) if any(h in w for h in held if h != "\0whole")), 0)
+    start = max(0, min(at - 5, len(words) - QUOTE_WORDS))
+    return " ".join(words[start:start + QUOTE_WORDS])
 
 
 def next_page(call: ToolCall, searches: list[dict[str, Any]]) -> ToolCall:

@@ -276,6 +276,7 @@ class Agent:
                     call = constrained.next_page(call, self.state.searches)
                 elif self.constrained and call.name == "answer":
                     told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
+                    call = constrained.attributed(call, self.state.seen, self.question, self._relevance)
                     call = constrained.quoted_answer(call, self.tools["answer"], self.question, told)
                     call = constrained.abstain_if_far(call, self.state.seen, self.question, self._relevance,
                                                       WEAK_MATCH, self.state.searches)
