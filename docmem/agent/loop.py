@@ -213,7 +213,9 @@ class Agent:
             started = time.perf_counter()
             try:
                 reader = self._reader(last_call)
-                completion = self.processor.complete(self.ctx.messages(self.counter), self.schemas, reader,
+                messages = self.ctx.messages(self.counter) + ([constrained.reminder(self.question)]
+                                                               if self.constrained else [])
+                completion = self.processor.complete(messages, self.schemas, reader,
                                                      schema=self._reply_schema(last_call, steps >= self.max_steps))
             except ContextLengthExceeded as exc:
                 if retried_overflow:
@@ -276,10 +278,8 @@ class Agent:
                     call = constrained.next_page(call, self.state.searches)
                 elif self.constrained and call.name == "answer":
                     told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
-                    call = constrained.attributed(call, self.state.seen, self.question, self._relevance)
-                    call = constrained.quoted_answer(call, self.tools["answer"], self.question, told)
-                    call = constrained.abstain_if_far(call, self.state.seen, self.question, self._relevance,
-                                                      WEAK_MATCH, self.state.searches)
+                    call = constrained.settled(call, self.tools["answer"], self.question, told, self.state.seen,
+                                               self._relevance, WEAK_MATCH, self.state.searches)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
