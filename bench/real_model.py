@@ -260,11 +260,22 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s`'\"]+", "", text).lower()
 
 
+def says(answer: str, phrase: str) -> bool:
+    """``phrase`` in ``answer``: a word (or a word's start, such as "serializ") where it is one,
+    a number as a whole number, anything else (``\\r\\n``, ``q()``, ``**``) anywhere, quotes and
+    spaces ignored. A bare substring test judged "ten" in "listeners" a right answer."""
+    if not re.fullmatch(r"[\w ]+", phrase):
+        return _norm(phrase) in _norm(answer)
+    tail = r"(?!\w)" if phrase.isdigit() else ""
+    return re.search(rf"(?<!\w){re.escape(' '.join(phrase.lower().split()))}{tail}",
+                     " ".join(answer.lower().split())) is not None
+
+
 def judge(q: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     citations = result.get("citations") or []
     verified = [c for c in citations if c.get("verified")]
-    answer = _norm(result.get("answer") or "")
-    phrases_ok = all(any(_norm(alt) in answer for alt in phrase.split("|")) for phrase in q["expect"])
+    answer = result.get("answer") or ""
+    phrases_ok = all(any(says(answer, alt) for alt in phrase.split("|")) for phrase in q["expect"])
     gold_cited = any((c.get("path") or c.get("file")) in q["gold"] for c in verified)
     status = result.get("status", "error")
     return {

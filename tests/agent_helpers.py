@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from docmem.agent.constrain import REMINDER  # the question again, constrained: not a new turn
 from docmem.config import Settings
 from docmem.eval.nested_kv import SHARED_FILE, nest, read_lines
 from docmem.llm.scripted import call
@@ -70,7 +71,8 @@ def current_turn(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
     results from earlier questions would answer every later question from the first one."""
     for n in range(len(messages) - 1, -1, -1):
         m = messages[n]
-        if m["role"] == "user" and not str(m.get("content") or "").startswith(_LOOP_PREFIXES):
+        content = str(m.get("content") or "")
+        if m["role"] == "user" and not content.startswith(_LOOP_PREFIXES) and not content.endswith(REMINDER):
             return m["content"], messages[n + 1:]
     return "", messages
 

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from docmem.agent.constrain import reminder
 from docmem.agent.loop import Agent, CallStep, Trace
 from docmem.agent.recall import Recall
 from docmem.llm.jsonfix import text_tool_calls
@@ -43,8 +44,9 @@ def test_the_first_search_is_made_for_a_small_model_and_recorded_like_its_own(se
     trace.close()
     assert result.status == "answered" and result.steps == 1 and len(llm.history) == 1
     sent = llm.history[0][0]
-    user, made, found = sent[-3:]
+    user, made, found, again = sent[-4:]
     assert user == {"role": "user", "content": QUESTION}
+    assert again == reminder(QUESTION)  # constrained: the question again, after what was found
     assert made["role"] == "assistant" and made["tool_calls"][0]["function"] == {
         "name": "archival_search", "arguments": json.dumps({"query": QUESTION})}
     assert found["role"] == "tool" and found["tool_call_id"] == made["tool_calls"][0]["id"]
@@ -165,8 +167,9 @@ def test_a_reply_of_json_lines_runs_in_order_without_the_echo_and_a_cut_answer_f
     sent = llm.history[1][0]
     made = next(m for m in reversed(sent) if m["role"] == "assistant")
     assert [c["function"]["name"] for c in made["tool_calls"]] == ["open_document", "answer"]  # the echo is gone
-    assert [m["tool_call_id"] for m in sent[-2:]] == [c["id"] for c in made["tool_calls"]]
-    assert "The alpha valve opens at 3 bar." in sent[-2]["content"]  # the read ran
+    assert sent[-1] == reminder(QUESTION)  # the question again, after the results
+    assert [m["tool_call_id"] for m in sent[-3:-1]] == [c["id"] for c in made["tool_calls"]]
+    assert "The alpha valve opens at 3 bar." in sent[-3]["content"]  # the read ran
     corpus.close()
 
 
@@ -251,7 +254,8 @@ def test_a_small_model_step_ends_when_its_call_is_whole_and_the_call_runs(settin
     echo = json.dumps({"name": "archival_search", "arguments": {"query": QUESTION}})
 
     def policy(body):  # type: ignore[no-untyped-def]
-        messages = body["messages"]
+        messages = body["messages"][:-1]  # the question again (constrained) is last
+        assert body["messages"][-1] == reminder(QUESTION)
         if messages[-1]["role"] == "tool" and "opens at 3 bar" in messages[-1]["content"] and len(messages) > 4:
             answer = {"name": "answer", "arguments": {"text": "At 3 bar [1].", "citations": [
                 {"chunk_id": _chunk_id(messages), "quote": "opens at 3 bar"}]}}

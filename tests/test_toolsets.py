@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from docmem import prompts
+from docmem.agent.constrain import reminder
 from docmem.agent.functions import TOOLS
 from docmem.agent.toolsets import MINIMAL, select
 from docmem.cli.main import cli
@@ -64,10 +65,11 @@ def test_ask_and_batch_take_tools_minimal_and_the_prefix_never_changes(corpus_ro
     # The prefix is the same in every call: system text first, unchanged, then what changes.
     assert {r["messages"][0]["content"] for r in chats} == {prompts.load("system_minimal")}
     first, second = requests[0]["messages"], requests[1]["messages"]
-    assert second[:len(first)] == first  # step 2 only appends to step 1's prompt
+    # step 2 only appends to step 1's prompt, but for the question sent again after it (constrained)
+    assert second[:len(first) - 1] == first[:-1] and first[-1] == second[-1] == reminder("When does the alpha valve open?")
     assert asked == 2
     assert len(requests) == 4  # batch and the 4k ask: docmem's first search, then the answer at step 1
-    assert [m["role"] for m in requests[2]["messages"][-3:]] == ["user", "assistant", "tool"]
+    assert [m["role"] for m in requests[2]["messages"][-4:]] == ["user", "assistant", "tool", "user"]
 
 
 def test_a_working_context_edit_keeps_the_system_and_tools_cached(corpus_root):

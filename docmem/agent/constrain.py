@@ -22,6 +22,7 @@ import logging
 import re
 from typing import Any, Collection, Mapping, Sequence
 
+from docmem.agent.functions import State
 from docmem.agent.tools import Tool
 from docmem.embedders import DenseEmbedder
 from docmem.protocols import ToolCall
@@ -239,22 +240,45 @@ def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
     return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
 
 
-def settled(call: ToolCall, tool: Tool, question: str, told: Sequence[str], seen: Mapping[str, str],
-            relevance: Relevance | None, floor: float, searches: Sequence[Mapping[str, Any]]) -> ToolCall:
-    """A constrained answer as docmem runs it: cited (``attributed``), its text a real answer
-    (``quoted_answer``), and docmem's abstention when nothing seen is near the question
-    (``abstain_if_far``)."""
-    call = quoted_answer(attributed(call, seen, question, relevance), tool, question, told)
-    return abstain_if_far(call, seen, question, relevance, floor, searches)
+def settled(call: ToolCall, tool: Tool, question: str, queue: Sequence[Mapping[str, Any]], state: State,
+            relevance: Relevance | None, floor: float) -> ToolCall:
+    """A constrained answer as docmem runs it: cited (``attributed``; never from a chunk of a
+    refused answer), its text a real answer (``quoted_answer``: not a copy of the question or
+    of what docmem last told it, ``queue`` and the ``reminder``: the 0.5B wrote the question and
+    the reminder out as its answer), and docmem's abstention when nothing seen is near
+    the question (``abstain_if_far``)."""
+    told = [str(m.get("content") or "") for m in queue[-8:] if m.get("role") == "user"] + [reminder(question)["content"]]
+    usable = {cid: text for cid, text in state.seen.items() if cid not in state.refused}
+    call = quoted_answer(attributed(call, usable, question, relevance), tool, question, told)
+    return abstain_if_far(call, state.seen, question, relevance, floor, state.searches)
+
+
+def judged(call: ToolCall, state: State, question: str, relevance: Relevance | None,
+           floor: float) -> tuple[ToolCall, str | None]:
+    """``call`` and why it is refused (``unsupported``), or None; the chunks it cites are not
+    offered again. Refused a second time in one question, the answer becomes docmem's
+    abstention: the 0.5B sent the same unsupported answer after each refusal (a Node.js
+    sentence for the JVM's heap flag, three times) until the step budget ended the question
+    with no answer at all."""
+    why = unsupported(call, state.seen, question, relevance, floor, state.searches)
+    if why is None:
+        return call, None
+    if state.refused:
+        text = "Not found in the documents: no answer given was supported by the passages found."
+        return ToolCall(call.id, call.name, json.dumps({"text": text, "citations": [], "not_found": True})), None
+    state.refused.update(cited_ids(call))
+    return call, why
 
 
 def reminder(question: str) -> dict[str, str]:
     """The question again, after what was shown, sent with each constrained step (not kept in
     the queue). The 0.5B named the answer in 9-10 of 20 questions with it, 6 without it:
     the question is otherwise above the hits it reads, and it copied their sentences."""
-    return {"role": "user", "content": f"Question: {' '.join(question.split())[:TEXT_CHARS * 2]}\n"
-            "If the text above answers it, answer in a few words, with the chunk id that says it; "
-            "if not, search with other words."}
+    return {"role": "user", "content": f"Question: {' '.join(question.split())[:TEXT_CHARS * 2]}\n{REMINDER}"}
+
+
+REMINDER = ("If the text above answers it, answer in a few words, with the chunk id that says it; "
+            "if not, search with other words.")
 
 
 _EDGE = "\"'“”‘’`.,;:!?()[]{}"
@@ -280,7 +304,7 @@ def _holds(sentence: str, word: str) -> bool:
 
 def _support(text: str, named: str, seen: Mapping[str, str], question: str,
              relevance: Relevance) -> list[dict[str, str]]:
-    whole = " ".join(text.casefold().split()).strip(_EDGE + " ")
+    whole = " ".join(text.casefold().split()).strip("\"'\u201c\u201d\u2018\u2019.,;:!? ")
     asked = set(_tokens(question))
     words = _tokens(text)
     new = [w for w in words if w not in asked] or words
@@ -302,6 +326,7 @@ def _support(text: str, named: str, seen: Mapping[str, str], question: str,
                 default=None)
     if extra is not None and len(chosen) < MAX_CITATIONS:
         chosen.append(extra)
+    chosen.sort(key=scored.index)  # in the order the documents say it
     return [{"chunk_id": cid, "quote": _window(piece, held(piece))} for _, _, cid, piece in chosen]
 
 
@@ -403,16 +428,20 @@ def _cited(call: ToolCall, seen: Mapping[str, str]) -> list[str] | None:
 
 def off_topic(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None,
               floor: float) -> float | None:
-    """The closest cosine of an answer's cited chunks to the question, when it is under
+    """The closest cosine of an answer's cited chunks, or of its quotes, to the question, when it is under
     ``floor`` (docmem.agent.functions.WEAK_MATCH): a passage that far from the question does
     not answer it. The 1.5B answered "Alice won the 2018 FIFA World Cup." citing Alice in
     Wonderland (cosine 0.22) and "78" for ethanol's boiling point; on the paraphrase sets 2 of
     84 answerable questions had no passage over 0.35. None when close enough, not an answer,
-    or without an embedder."""
+    or without an embedder. The quotes count too: the email that said "I'll bring the Tenniel
+    illustrations on Thursday" was mostly a quoted chapter of Alice (cosine 0.29 to the
+    question; the sentence 0.35)."""
     texts = _cited(call, seen)
     if not texts or shares_identifier(question, texts):  # an exact key is on topic, whatever its cosine
         return None
-    cosines = relevance.cosines(question, texts) if relevance is not None else None
+    quoted = [str(c.get("quote") or "") for c in json.loads(call.arguments).get("citations") or []
+              if isinstance(c, dict)]
+    cosines = relevance.cosines(question, texts + [q for q in quoted if q]) if relevance is not None else None
     return max(cosines) if cosines and max(cosines) < floor else None
 
 

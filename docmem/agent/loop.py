@@ -277,9 +277,8 @@ class Agent:
                 if self.constrained and call.name == "archival_search":
                     call = constrained.next_page(call, self.state.searches)
                 elif self.constrained and call.name == "answer":
-                    told = [str(m.get("content") or "") for m in self.ctx.queue[-8:] if m.get("role") == "user"]
-                    call = constrained.settled(call, self.tools["answer"], self.question, told, self.state.seen,
-                                               self._relevance, WEAK_MATCH, self.state.searches)
+                    call = constrained.settled(call, self.tools["answer"], self.question, self.ctx.queue, self.state,
+                                               self._relevance, WEAK_MATCH)
                 if self.state.final is not None or result is not None:  # every call gets its result
                     self._push_result(call, "Skipped: the answer was already given." if result is None
                                       else "Skipped: the chain was stopped.")
@@ -298,9 +297,8 @@ class Agent:
                                          "Use it, or do something different."), False, True
                     arguments = None
                 else:
-                    why = constrained.unsupported(call, self.state.seen, self.question, self._relevance,
-                                                  WEAK_MATCH, self.state.searches) if self.constrained else None
-                    self.state.refused.update(constrained.cited_ids(call) if why is not None else ())
+                    call, why = (constrained.judged(call, self.state, self.question, self._relevance, WEAK_MATCH)
+                                 if self.constrained else (call, None))
                     output, ok, wants, arguments = ((why, False, True, json.loads(call.arguments)) if why is not None
                                                     else self._execute(call, as_text))
                 self._push_result(call, output)
