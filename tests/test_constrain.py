@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from docmem.agent.citations import verify_quote
-from docmem.agent.constrain import (MAX_SENTENCES, QUOTE_WORDS, Relevance, attributed, next_page, quoted_answer,
-                                    quotes, reply_schema, sentences, unsupported)
+from docmem.agent.constrain import (MAX_SENTENCES, QUOTE_WORDS, TEXT_CHARS, Relevance, attributed, judged, next_page,
+                                    quoted_answer, quotes, reminder, reply_schema, sentences, settled, unsupported)
 from docmem.agent.toolsets import MINIMAL
 from docmem.cli.main import cli
 from docmem.llm import openai as llm_openai
@@ -198,8 +198,8 @@ def test_an_answer_its_citations_do_not_support_is_refused():
             return [[1.0, 0.0] if "pressure" in t else [0.0, 1.0] if "pump" in t else [0.8, 0.6] for t in texts]
 
     def why_far(chunk: str) -> str | None:
-        arguments = {"text": "It starts when the tank is half empty and opens at 3 bar [1].",
-                     "citations": [{"quote": "x", "chunk_id": chunk}], "not_found": False}
+        arguments = {"text": "It starts when the tank is half empty and opens at 3 bar [1].", "not_found": False,
+                     "citations": [{"quote": "The beta pump starts when the tank is half empty", "chunk_id": chunk}]}
         return unsupported(ToolCall("c", "answer", json.dumps(arguments)), seen, "At what pressure?",
                            Relevance(Embedder()), 0.35, [{"hits": ["valve-1", "pump-2"]}, {"hits": []}])
 
@@ -211,7 +211,7 @@ def test_an_answer_its_citations_do_not_support_is_refused():
                        [{"hits": ["valve-1", "pump-2"]}]).endswith("if the documents do not say it.")  # no hint
     # a key lookup: the cited chunk holds the question's key, so it is on topic whatever its cosine
     key = "3f9a4beb-5401-4d1b-9c03-24541baa5cca"
-    arguments = {"text": "It is 42.", "citations": [{"quote": "x", "chunk_id": "pump-2"}], "not_found": False}
+    arguments = {"text": "It is 42.", "citations": [{"quote": "pump key =", "chunk_id": "pump-2"}], "not_found": False}
 
     def why_key(chunk_text: str) -> str | None:  # the stand-in puts this chunk at cosine 0 to the question
         return unsupported(ToolCall("c", "answer", json.dumps(arguments)), {"pump-2": chunk_text},
@@ -409,3 +409,35 @@ def test_a_server_that_rejects_the_schema_is_asked_without_it_once_and_for_good(
         sent = server.chat_requests
     assert ["response_format" in b for b in sent] == [True, False, False]
     assert [b["tool_choice"] for b in sent] == ["auto", "required", "required"]
+
+
+def test_an_answer_refused_twice_in_a_question_becomes_docmem_s_abstention():
+    """The 0.5B sent the same unsupported answer after each refusal until the step budget ended
+    the question with no answer at all (3 of 25)."""
+    from docmem.agent.functions import State
+
+    state = State(None, None, None, None, seen={"valve-1": VALVE, "pump-2": PUMP})  # type: ignore[arg-type]
+    question = "Which JVM flag sets the maximum heap size?"
+    made_up = {"text": "setMaxListeners(5)", "not_found": False,
+               "citations": [{"chunk_id": "pump-2", "quote": "The beta pump starts when the tank is half empty"}]}
+    call = ToolCall("c", "answer", json.dumps(made_up))
+    first, why = judged(call, state, question, None, 0.35)
+    assert first is call and why.startswith("FAILED: nothing your answer says") and state.refused == {"pump-2"}
+    again, why = judged(call, state, question, None, 0.35)
+    assert why is None and json.loads(again.arguments) == {
+        "text": "Not found in the documents: no answer given was supported by the passages found.",
+        "citations": [], "not_found": True}
+    supported = ToolCall("c", "answer", json.dumps({**made_up, "text": "When the tank is half empty."}))
+    assert judged(supported, state, "When does the pump start?", None, 0.35) == (supported, None)
+
+
+def test_a_copy_of_the_question_sent_again_is_no_answer():
+    from docmem.agent.functions import State
+
+    state = State(None, None, None, None, seen={"valve-1": VALVE})  # type: ignore[arg-type]
+    question = "When does the alpha valve open?"
+    copied = reminder(question)["content"].replace("Question: ", "")[:TEXT_CHARS]
+    call = ToolCall("c", "answer", json.dumps({"answer": copied, "chunk_id": "valve-1", "not_found": False}))
+    out = json.loads(settled(call, TOOLS["answer"], question, [], state, None, 0.35).arguments)
+    assert out["text"] == "\u201cThe alpha valve opens at 3 bar.\u201d [1]"  # its evidence, in the documents' words
+    assert out["citations"] == [{"chunk_id": "valve-1", "quote": "The alpha valve opens at 3 bar."}]
