@@ -441,3 +441,26 @@ def test_a_copy_of_the_question_sent_again_is_no_answer():
     out = json.loads(settled(call, TOOLS["answer"], question, [], state, None, 0.35).arguments)
     assert out["text"] == "\u201cThe alpha valve opens at 3 bar.\u201d [1]"  # its evidence, in the documents' words
     assert out["citations"] == [{"chunk_id": "valve-1", "quote": "The alpha valve opens at 3 bar."}]
+
+
+def test_a_key_lookup_is_cited_only_from_a_chunk_that_holds_the_key():
+    """nested-kv: the 0.5B named the key's pair and wrote another pair's value, which that other
+    pair's chunk held: the citation may not move there."""
+    from docmem.agent.functions import State
+
+    key, other = "2a56dfdd-773f-4260-8e35-f4e407379579", "fdd8a862-3bff-451b-b42c-2ff9ee9c2800"
+    seen = {"p1-0": f"Key-value pair: key = {key}, value = 465888e9-98b2-48fb-9ffe-ce5a92a8e5a1",
+            "p2-0": f"Key-value pair: key = {other}, value = bf07ece2-9461-41c5-96a8-b0617e3db5e4"}
+    state = State(None, None, None, None, seen=seen, searches=[{"query": key}])  # type: ignore[arg-type]
+    question = f"What is the value of key {key}?"
+
+    def cited(value: str) -> list[dict[str, str]]:
+        call = ToolCall("c", "answer", json.dumps({"chunk_id": "p1-0", "answer": value, "not_found": False}))
+        return json.loads(settled(call, TOOLS["answer"], question, [], state, None, 0.35).arguments)["citations"]
+
+    assert cited("465888e9-98b2-48fb-9ffe-ce5a92a8e5a1") == [
+        {"chunk_id": "p1-0", "quote": f"key = {key}, value = 465888e9-98b2-48fb-9ffe-ce5a92a8e5a1"}]
+    wrong = cited("bf07ece2-9461-41c5-96a8-b0617e3db5e4")
+    assert [c["chunk_id"] for c in wrong] == ["p1-0"]  # not p2-0: so it is refused as unsupported
+    answer = {"text": "bf07ece2-9461-41c5-96a8-b0617e3db5e4", "citations": wrong, "not_found": False}
+    assert unsupported(ToolCall("c", "answer", json.dumps(answer)), seen, question).startswith("FAILED: nothing")

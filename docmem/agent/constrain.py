@@ -26,7 +26,7 @@ from docmem.agent.functions import State
 from docmem.agent.tools import Tool
 from docmem.embedders import DenseEmbedder
 from docmem.protocols import ToolCall
-from docmem.search import shares_identifier
+from docmem.search import identifiers, shares_identifier
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,11 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     return {"anyOf": options}
 
 
+def keys_of(question: str, searches: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The identifiers of the question and of the searches made for it."""
+    return identifiers(" ".join([question, *(str(s["query"]) for s in searches)]))
+
+
 def _holding(recent: list[tuple[str, str]], keys: Collection[str]) -> list[tuple[str, str]]:
     """The chunks that hold one of ``keys``, if any does; else all of ``recent``. Only a passage
     that names a key can say something about it: in ``docmem eval nested-kv`` the 0.5B was
@@ -242,13 +247,15 @@ def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
 
 def settled(call: ToolCall, tool: Tool, question: str, queue: Sequence[Mapping[str, Any]], state: State,
             relevance: Relevance | None, floor: float) -> ToolCall:
-    """A constrained answer as docmem runs it: cited (``attributed``; never from a chunk of a
-    refused answer), its text a real answer (``quoted_answer``: not a copy of the question or
+    """A constrained answer as docmem runs it: cited (``attributed``) from the chunks it could
+    name (not those of a refused answer; only those holding a key, ``_holding``: in nested-kv
+    the 0.5B gave another pair's value, which the other pair's chunk held), its text a real answer (``quoted_answer``: not a copy of the question or
     of what docmem last told it, ``queue`` and the ``reminder``: the 0.5B wrote the question and
     the reminder out as its answer), and docmem's abstention when nothing seen is near
     the question (``abstain_if_far``)."""
     told = [str(m.get("content") or "") for m in queue[-8:] if m.get("role") == "user"] + [reminder(question)["content"]]
-    usable = {cid: text for cid, text in state.seen.items() if cid not in state.refused}
+    usable = dict(_holding([(cid, text) for cid, text in state.seen.items() if cid not in state.refused],
+                           keys_of(question, state.searches)))
     call = quoted_answer(attributed(call, usable, question, relevance), tool, question, told)
     return abstain_if_far(call, state.seen, question, relevance, floor, state.searches)
 

@@ -360,7 +360,7 @@ class Agent:
                                         searched_anew=bool(searches and searches[-1]["new"]),
                                         question=self.question, final=final, relevance=self._relevance,
                                         doubtful=constrained.doubtful(searches),
-                                        keys=identifiers(" ".join([self.question, *(str(s["query"]) for s in searches)])),
+                                        keys=constrained.keys_of(self.question, searches),
                                         refused=self.state.refused)
 
     # -- the first search, made by docmem ------------------------------------------------
