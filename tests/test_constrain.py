@@ -464,3 +464,7 @@ def test_a_key_lookup_is_cited_only_from_a_chunk_that_holds_the_key():
     assert [c["chunk_id"] for c in wrong] == ["p1-0"]  # not p2-0: so it is refused as unsupported
     answer = {"text": "bf07ece2-9461-41c5-96a8-b0617e3db5e4", "citations": wrong, "not_found": False}
     assert unsupported(ToolCall("c", "answer", json.dumps(answer)), seen, question).startswith("FAILED: nothing")
+    state.refused.add("p1-0")  # refused, the key's own pair is still the only one it may cite
+    assert [c["chunk_id"] for c in cited("bf07ece2-9461-41c5-96a8-b0617e3db5e4")] == ["p1-0"]
+    schema = reply_schema(TOOLS, seen, question=question, keys=[key], refused=state.refused)
+    assert _citable(schema) == ["p1-0"]

@@ -141,7 +141,7 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
     what was searched; running out of steps says nothing. ``doubtful``: no search of this
     question came close in meaning, and the answer asks first whether it was not found.
     ``keys``: identifiers of the question and of the searches made (``docmem.search.identifiers``);
-    when chunks shown hold one, only those may be cited (see ``_holding``). ``refused``: chunks
+    when chunks shown hold one, only those may be cited (see ``citable``). ``refused``: chunks
     cited by an answer refused as unsupported, which are not offered again (the 1.5B sent the
     refused answer again, word for word, until the loop stopped it, in 4 of 25 questions)."""
     options = []
@@ -165,10 +165,8 @@ def reply_schema(tools: Mapping[str, Tool], seen: Mapping[str, str], last: str |
             # query made again is given its next page (``next_page``).
             arguments["properties"] = {"query": arguments["properties"]["query"]}
         elif name == "answer":
-            recent = [(cid, text) for cid, text in seen.items() if cid not in refused][-MAX_CANDIDATES:]
-            holding = _holding(recent, keys)
-            arguments = _answer(holding, question, relevance or Relevance(None), doubtful,
-                                cite_first=len(holding) < len(recent))
+            holding, keyed = citable(seen, refused, keys)
+            arguments = _answer(holding, question, relevance or Relevance(None), doubtful, cite_first=keyed)
         options.append({"type": "object", "properties": {"name": {"const": name}, "arguments": arguments},
                         "required": ["name", "arguments"], "additionalProperties": False})
     return {"anyOf": options}
@@ -179,13 +177,19 @@ def keys_of(question: str, searches: Sequence[Mapping[str, Any]]) -> list[str]:
     return identifiers(" ".join([question, *(str(s["query"]) for s in searches)]))
 
 
-def _holding(recent: list[tuple[str, str]], keys: Collection[str]) -> list[tuple[str, str]]:
-    """The chunks that hold one of ``keys``, if any does; else all of ``recent``. Only a passage
-    that names a key can say something about it: in ``docmem eval nested-kv`` the 0.5B was
-    shown the key's pair as hit [1] and cited another pair's value, 6 times in 6."""
+def citable(seen: Mapping[str, str], refused: Collection[str],
+            keys: Collection[str]) -> tuple[list[tuple[str, str]], bool]:
+    """The chunks an answer may cite, and whether a key chose them. When chunks shown hold one
+    of ``keys``, only those, refused or not (only a passage that names a key can say something
+    about it: in ``docmem eval nested-kv`` the 0.5B was shown the key's pair as hit [1] and cited
+    another pair's value, 6 times in 6; and, its answer refused, cited the other pair's chunk
+    once the key's own was no longer offered). Else the latest ``MAX_CANDIDATES`` not cited by a
+    refused answer (``reply_schema``)."""
     wanted = [k.casefold() for k in keys]
-    holding = [(cid, text) for cid, text in recent if any(k in text.casefold() for k in wanted)]
-    return holding or recent
+    holding = [(cid, text) for cid, text in seen.items() if any(k in text.casefold() for k in wanted)]
+    if holding:
+        return holding[-MAX_CANDIDATES:], True
+    return [(cid, text) for cid, text in seen.items() if cid not in refused][-MAX_CANDIDATES:], False
 
 
 def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, doubtful: bool,
@@ -248,14 +252,13 @@ def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
 def settled(call: ToolCall, tool: Tool, question: str, queue: Sequence[Mapping[str, Any]], state: State,
             relevance: Relevance | None, floor: float) -> ToolCall:
     """A constrained answer as docmem runs it: cited (``attributed``) from the chunks it could
-    name (not those of a refused answer; only those holding a key, ``_holding``: in nested-kv
+    name (not those of a refused answer; only those holding a key, ``citable``: in nested-kv
     the 0.5B gave another pair's value, which the other pair's chunk held), its text a real answer (``quoted_answer``: not a copy of the question or
     of what docmem last told it, ``queue`` and the ``reminder``: the 0.5B wrote the question and
     the reminder out as its answer), and docmem's abstention when nothing seen is near
     the question (``abstain_if_far``)."""
     told = [str(m.get("content") or "") for m in queue[-8:] if m.get("role") == "user"] + [reminder(question)["content"]]
-    usable = dict(_holding([(cid, text) for cid, text in state.seen.items() if cid not in state.refused],
-                           keys_of(question, state.searches)))
+    usable = dict(citable(state.seen, state.refused, keys_of(question, state.searches))[0])
     call = quoted_answer(attributed(call, usable, question, relevance), tool, question, told)
     return abstain_if_far(call, state.seen, question, relevance, floor, state.searches)
 
