@@ -45,7 +45,11 @@ def _answer_args(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _citable(schema: dict[str, Any]) -> list[str]:
-    return _answer_args(schema)["properties"]["chunk_id"]["enum"]
+    """The chunks an answer may name: by id, or (a key lookup) by a quote of one of them."""
+    properties = _answer_args(schema)["properties"]
+    if "chunk_id" in properties:
+        return properties["chunk_id"]["enum"]
+    return [o["properties"]["chunk_id"]["const"] for o in properties["citations"]["items"]["anyOf"]]
 
 
 def test_the_schema_admits_only_real_functions_and_chunks_seen():
@@ -97,7 +101,13 @@ def test_a_key_lookup_may_cite_only_chunks_that_hold_the_key():
 
     assert citable([key]) == {"p1-0"}
     only = reply_schema(TOOLS, seen, question=f"What is the value of key {key}?", keys=[key])
-    assert list(_answer_args(only)["properties"]) == ["chunk_id", "answer", "not_found"]  # the chunk first
+    assert list(_answer_args(only)["properties"]) == ["citations", "answer", "not_found"]  # the quote first
+    quote = _answer_args(only)["properties"]["citations"]["items"]["anyOf"][0]["properties"]["quote"]["enum"][0]
+    assert quote == f"key = {key}, value = 465888e9"  # picked from the key's own pair, then the answer written
+    call = ToolCall("c", "answer", json.dumps({"citations": [{"quote": quote, "chunk_id": "p1-0"}],
+                                               "answer": "465888e9", "not_found": False}))
+    assert json.loads(attributed(call, seen, "?").arguments) == {
+        "text": "465888e9", "not_found": False, "citations": [{"quote": quote, "chunk_id": "p1-0"}]}
     assert citable([key, other]) == {"p1-0", "p2-0"}  # it searched the next key: that pair too
     assert citable(["c0ffee1234-none"]) == {"p1-0", "p2-0"}  # no chunk holds it: everything shown
 

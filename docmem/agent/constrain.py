@@ -206,9 +206,10 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     not found comes first when every search was far from the question (``doubtful``): asked
     last, the 0.5B always answered, also about the World Cup in a corpus of software manuals;
     asked first in general, it abstained on 2 of 4 questions whose answer it had just read.
-    ``cite_first``: the key fixed which chunks may be cited, so the chunk comes before the
-    text: writing the text first, the 0.5B gave another pair's value while citing the key's
-    own pair."""
+    ``cite_first``: the key fixed which chunks may be cited, so a quote of one of them comes
+    before the answer, picked from its sentences: writing the text first, the 0.5B gave another
+    pair's value while citing the key's own pair (with the quote first, 3 of 3 at level 0 of
+    nested-kv; with the chunk id first, 2 of 3, the third another pair's value)."""
     found = {cid: sentences(text) for cid, text in recent}
     flat = [s for group in found.values() for s in group]
     score = dict(zip(flat, relevance.scores(question, flat)))
@@ -217,10 +218,14 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     ids = [cid for cid, _ in options[:MAX_CHUNKS]]
     properties: dict[str, Any] = {"answer": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
                                   "not_found": {"type": "boolean"}}
-    if ids:
+    if ids and cite_first:  # the key's own sentence, picked before the answer is written
+        properties["citations"] = {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": [
+            {"type": "object", "properties": {"quote": {"enum": _closest(found[cid], score)}, "chunk_id": {"const": cid}},
+             "required": ["quote", "chunk_id"], "additionalProperties": False} for cid in ids]}}
+    elif ids:
         properties["chunk_id"] = {"enum": ids}
-    order = (["not_found", "answer", "chunk_id"] if doubtful else ["chunk_id", "answer", "not_found"] if cite_first
-             else ["answer", "chunk_id", "not_found"])
+    order = (["not_found", "answer", "chunk_id", "citations"] if doubtful
+             else ["citations", "answer", "not_found"] if cite_first else ["answer", "chunk_id", "not_found"])
     order = [k for k in order if k in properties]
     return {"type": "object", "properties": {k: properties[k] for k in order}, "required": order,
             "additionalProperties": False}
@@ -242,8 +247,9 @@ def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
     if call.name != "answer" or not isinstance(arguments, dict) or "answer" not in arguments:
         return call
     named = str(arguments.pop("chunk_id", "") or "")
-    arguments = {"text": arguments.pop("answer"), **arguments, "citations": []}
-    if not arguments.get("not_found") and named in seen:
+    quoted = arguments.pop("citations", [])  # a key lookup's quote, picked from the chunk's sentences
+    arguments = {"text": arguments.pop("answer"), **arguments, "citations": [] if arguments.get("not_found") else quoted}
+    if not arguments.get("not_found") and named in seen and not quoted:
         arguments["citations"] = _support(str(arguments.get("text") or ""), named, seen, question,
                                           relevance or Relevance(None))
     return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
@@ -321,7 +327,7 @@ def _support(text: str, named: str, seen: Mapping[str, str], question: str,
 
     def held(sentence: str) -> set[str]:
         low = " ".join(sentence.casefold().split())
-        return {w for w in new if _holds(low, w)} | ({"\0whole"} if len(whole) >= 2 and whole in low else set())
+        return {w for w in new if _holds(low, w)} | ({"\0whole"} if len(whole) >= 2 and _holds(low, whole) else set())
 
     pieces = [(cid, piece) for cid in [named, *(c for c in seen if c != named)]
               for piece in _SENTENCE_END.split(seen[cid]) if len(piece.split()) >= 3]
