@@ -196,10 +196,11 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
             cite_first: bool = False) -> dict[str, Any]:
     """A short answer, the chunk that says it, and whether it was not found; docmem then finds
     the sentence of the chunk that says it (``attributed``). The key is ``answer``, not the
-    tool's ``text``: under a "text" key the 0.5B wrote out sentences of the hits. Asked for the answer alone, as
-    ``{"answer": ..., "passage": N}`` over the first page of hits, the 0.5B named the answer in
-    13 of 20 questions; asked for verbatim quotes picked from lists of sentences, it copied a
-    sentence near the answer and was right in 2 (bench/real_model_findings.md, finding 28).
+    tool's ``text``: under a "text" key the 0.5B wrote out sentences of the hits. Asked for the
+    answer alone, as ``{"answer": ..., "passage": N}`` over the first page of hits, the 0.5B
+    named the answer in 13 of 20 questions; asked for verbatim quotes picked from lists of
+    sentences, it copied a sentence near the answer and was right in 1
+    (bench/real_model_findings.md, findings 28-29).
     The ``MAX_CHUNKS`` chunks whose best sentence is closest to the question may be named:
     by recency alone, the chunks of a wrong document the 0.5B had opened pushed the top
     search hit, which held the answer, out of the list. The text comes first; whether it was
@@ -219,9 +220,10 @@ def _answer(recent: list[tuple[str, str]], question: str, relevance: Relevance, 
     properties: dict[str, Any] = {"answer": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
                                   "not_found": {"type": "boolean"}}
     if ids and cite_first:  # the key's own sentence, picked before the answer is written
-        properties["citations"] = {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": [
-            {"type": "object", "properties": {"quote": {"enum": _closest(found[cid], score)}, "chunk_id": {"const": cid}},
-             "required": ["quote", "chunk_id"], "additionalProperties": False} for cid in ids]}}
+        quotes_of = [{"type": "object", "required": ["quote", "chunk_id"], "additionalProperties": False,
+                      "properties": {"quote": {"enum": _closest(found[cid], score)}, "chunk_id": {"const": cid}}}
+                     for cid in ids]
+        properties["citations"] = {"type": "array", "minItems": 1, "maxItems": 1, "items": {"anyOf": quotes_of}}
     elif ids:
         properties["chunk_id"] = {"enum": ids}
     order = (["not_found", "answer", "chunk_id", "citations"] if doubtful
@@ -248,7 +250,8 @@ def attributed(call: ToolCall, seen: Mapping[str, str], question: str,
         return call
     named = str(arguments.pop("chunk_id", "") or "")
     quoted = arguments.pop("citations", [])  # a key lookup's quote, picked from the chunk's sentences
-    arguments = {"text": arguments.pop("answer"), **arguments, "citations": [] if arguments.get("not_found") else quoted}
+    text = arguments.pop("answer")
+    arguments = {"text": text, **arguments, "citations": [] if arguments.get("not_found") else quoted}
     if not arguments.get("not_found") and named in seen and not quoted:
         arguments["citations"] = _support(str(arguments.get("text") or ""), named, seen, question,
                                           relevance or Relevance(None))
@@ -259,11 +262,12 @@ def settled(call: ToolCall, tool: Tool, question: str, queue: Sequence[Mapping[s
             relevance: Relevance | None, floor: float) -> ToolCall:
     """A constrained answer as docmem runs it: cited (``attributed``) from the chunks it could
     name (not those of a refused answer; only those holding a key, ``citable``: in nested-kv
-    the 0.5B gave another pair's value, which the other pair's chunk held), its text a real answer (``quoted_answer``: not a copy of the question or
-    of what docmem last told it, ``queue`` and the ``reminder``: the 0.5B wrote the question and
-    the reminder out as its answer), and docmem's abstention when nothing seen is near
-    the question (``abstain_if_far``)."""
-    told = [str(m.get("content") or "") for m in queue[-8:] if m.get("role") == "user"] + [reminder(question)["content"]]
+    the 0.5B gave another pair's value, which the other pair's chunk held); its text a real
+    answer (``quoted_answer``: not a copy of the question or of what docmem last told it,
+    ``queue`` and the ``reminder``: the 0.5B wrote the question and the reminder out as its
+    answer); and docmem's abstention when nothing seen is near the question (``abstain_if_far``)."""
+    told = [str(m.get("content") or "") for m in queue[-8:] if m.get("role") == "user"]
+    told.append(reminder(question)["content"])
     usable = dict(citable(state.seen, state.refused, keys_of(question, state.searches))[0])
     call = quoted_answer(attributed(call, usable, question, relevance), tool, question, told)
     return abstain_if_far(call, state.seen, question, relevance, floor, state.searches)
@@ -320,6 +324,8 @@ def _holds(sentence: str, word: str) -> bool:
 
 def _support(text: str, named: str, seen: Mapping[str, str], question: str,
              relevance: Relevance) -> list[dict[str, str]]:
+    """The citations of ``attributed``: the sentence holding the most of the answer's words
+    (the named chunk's on a tie), and a second one if it holds words the first lacks."""
     whole = " ".join(text.casefold().split()).strip("\"'\u201c\u201d\u2018\u2019.,;:!? ")
     asked = set(_tokens(question))
     words = _tokens(text)
@@ -331,17 +337,18 @@ def _support(text: str, named: str, seen: Mapping[str, str], question: str,
 
     pieces = [(cid, piece) for cid in [named, *(c for c in seen if c != named)]
               for piece in _SENTENCE_END.split(seen[cid]) if len(piece.split()) >= 3]
-    scored = [(len(held(p)) + (len(new) + 1) * ("\0whole" in held(p)), cid == named, cid, p) for cid, p in pieces]
+    holds = [held(piece) for _, piece in pieces]
+    scored = [(len(h) + (len(new) + 1) * ("\0whole" in h), cid == named, cid, piece)
+              for h, (cid, piece) in zip(holds, pieces)]
     best = max(scored, key=lambda s: (s[0], s[1]), default=None)
     if best is None or best[0] == 0:
         fallback = quotes(seen[named], question, relevance)
         return [{"chunk_id": named, "quote": fallback[0]}] if fallback else []
     chosen = [best]
     covered = held(best[3])
-    extra = max((s for s in scored if s is not best and held(s[3]) - covered), key=lambda s: len(held(s[3]) - covered),
-                default=None)
-    if extra is not None and len(chosen) < MAX_CITATIONS:
-        chosen.append(extra)
+    more = [(len(h - covered), s) for h, s in zip(holds, scored) if s is not best and h - covered]
+    if more and MAX_CITATIONS > 1:
+        chosen.append(max(more, key=lambda m: m[0])[1])
     chosen.sort(key=scored.index)  # in the order the documents say it
     return [{"chunk_id": cid, "quote": _window(piece, held(piece))} for _, _, cid, piece in chosen]
 
@@ -444,8 +451,8 @@ def _cited(call: ToolCall, seen: Mapping[str, str]) -> list[str] | None:
 
 def off_topic(call: ToolCall, seen: Mapping[str, str], question: str, relevance: Relevance | None,
               floor: float) -> float | None:
-    """The closest cosine of an answer's cited chunks, or of its quotes, to the question, when it is under
-    ``floor`` (docmem.agent.functions.WEAK_MATCH): a passage that far from the question does
+    """The closest cosine of an answer's cited chunks, or of its quotes, to the question, when
+    it is under ``floor`` (docmem.agent.functions.WEAK_MATCH): a passage that far from the question does
     not answer it. The 1.5B answered "Alice won the 2018 FIFA World Cup." citing Alice in
     Wonderland (cosine 0.22) and "78" for ethanol's boiling point; on the paraphrase sets 2 of
     84 answerable questions had no passage over 0.35. None when close enough, not an answer,
