@@ -290,15 +290,15 @@ def judged(call: ToolCall, state: State, question: str, relevance: Relevance | N
     return call, why
 
 
+REMINDER = ("If the text above answers it, answer in a few words, with the chunk id that says it; "
+            "if not, search with other words.")
+
+
 def reminder(question: str) -> dict[str, str]:
     """The question again, after what was shown, sent with each constrained step (not kept in
     the queue). The 0.5B named the answer in 9-10 of 20 questions with it, 6 without it:
     the question is otherwise above the hits it reads, and it copied their sentences."""
     return {"role": "user", "content": f"Question: {' '.join(question.split())[:TEXT_CHARS * 2]}\n{REMINDER}"}
-
-
-REMINDER = ("If the text above answers it, answer in a few words, with the chunk id that says it; "
-            "if not, search with other words.")
 
 
 _EDGE = "\"'“”‘’`.,;:!?()[]{}"
@@ -337,20 +337,19 @@ def _support(text: str, named: str, seen: Mapping[str, str], question: str,
 
     pieces = [(cid, piece) for cid in [named, *(c for c in seen if c != named)]
               for piece in _SENTENCE_END.split(seen[cid]) if len(piece.split()) >= 3]
-    holds = [held(piece) for _, piece in pieces]
-    scored = [(len(h) + (len(new) + 1) * ("\0whole" in h), cid == named, cid, piece)
-              for h, (cid, piece) in zip(holds, pieces)]
+    scored = [(len(h) + (len(new) + 1) * ("\0whole" in h), cid == named, cid, piece, h)
+              for cid, piece in pieces for h in [held(piece)]]
     best = max(scored, key=lambda s: (s[0], s[1]), default=None)
     if best is None or best[0] == 0:
         fallback = quotes(seen[named], question, relevance)
         return [{"chunk_id": named, "quote": fallback[0]}] if fallback else []
     chosen = [best]
-    covered = held(best[3])
-    more = [(len(h - covered), s) for h, s in zip(holds, scored) if s is not best and h - covered]
+    covered = best[4]
+    more = [(len(s[4] - covered), s) for s in scored if s is not best and s[4] - covered]
     if more and MAX_CITATIONS > 1:
         chosen.append(max(more, key=lambda m: m[0])[1])
     chosen.sort(key=scored.index)  # in the order the documents say it
-    return [{"chunk_id": cid, "quote": _window(piece, held(piece))} for _, _, cid, piece in chosen]
+    return [{"chunk_id": cid, "quote": _window(piece, h)} for _, _, cid, piece, h in chosen]
 
 
 def _window(piece: str, held: set[str]) -> str:
