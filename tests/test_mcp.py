@@ -130,3 +130,19 @@ def test_serve_offers_mcp_over_streamable_http_with_its_token(corpus):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
+
+
+def test_a_document_s_control_bytes_never_reach_the_client():
+    """A document can carry terminal escapes and bidi overrides; the MCP client shows the text
+    (often in a terminal), so search and read replace them as the CLI does. Lines stay in read."""
+    from docmem.mcp.server import render_page, render_read
+    from docmem.schema import Chunk, Hit, ReadPage, SearchPage
+
+    chunk = Chunk(doc_hash="e" * 64, index=0, text="Run \x1b[2J\x1b]0;owned\x07 now.\nSecond line",
+                  path="evil\u202egpj.exe", title="T\x1b[31m", headings=("Head\x1b[1m",))
+    page = render_page(SearchPage("run", 1, 5, [Hit(1, 0.5, chunk)], 1, False, "hybrid"))
+    read = render_read(ReadPage(chunk.path, chunk.title, [chunk], 1))
+    for shown in (page, read):
+        assert not any(ch in shown for ch in "\x1b\x07\u202e"), repr(shown)
+        assert "Run ?[2J?]0;owned? now." in shown and "evil?gpj.exe" in shown
+    assert "Head?[1m" in page and "now.\nSecond line" in read

@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from typing import Any, Callable, TypeVar
 
 import click
 
 from docmem.config import Settings, load_settings
+from docmem.display import printable
 from docmem.errors import DocmemError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# C0/C1 controls (ESC starts terminal escape sequences) and the bidi overrides that make a
-# name display as another one.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str, lines: bool = False) -> str:
-    """A user-controlled string made safe for one terminal line: control characters become ``?``.
-    With ``lines``, newlines and tabs stay (an answer, a passage)."""
-    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub("?", text)
 
 
 def shown(text: object, lines: bool = False) -> str:

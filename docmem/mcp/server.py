@@ -19,6 +19,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from docmem import __version__
 from docmem.config import Settings
+from docmem.display import printable
 from docmem.errors import DocmemError
 from docmem.schema import Hit, IngestOptions, ReadPage, SearchPage
 
@@ -35,7 +36,7 @@ Corpus = Annotated[str | None, Field(description="Corpus name (from `corpora`); 
 
 
 def _where(hit_chunk: Any) -> str:
-    where = hit_chunk.path
+    where = printable(hit_chunk.path)
     if hit_chunk.page is not None:
         where += f" p.{hit_chunk.page}"
     return where
@@ -53,13 +54,13 @@ def render_page(page: SearchPage) -> str:
 
 def _hit(hit: Hit) -> str:
     c = hit.chunk
-    heading = f" | {' > '.join(c.headings)}" if c.headings else ""
-    return f"\n[{hit.rank}] chunk {c.id} | {_where(c)}{heading}\n{' '.join(c.text.split())}"
+    heading = f" | {printable(' > '.join(c.headings))}" if c.headings else ""
+    return f"\n[{hit.rank}] chunk {c.id} | {_where(c)}{heading}\n{printable(' '.join(c.text.split()))}"
 
 
 def render_read(page: ReadPage) -> str:
-    parts = [page.header()]
-    parts += [f"\n[chunk {c.id} | {_where(c)}]\n{c.text.strip()}" for c in page.chunks]
+    parts = [printable(page.header())]
+    parts += [f"\n[chunk {c.id} | {_where(c)}]\n{printable(c.text.strip(), lines=True)}" for c in page.chunks]
     more = []
     if page.previous:
         more.append(f"previous: read(chunk_id={page.previous!r}, direction='previous')")

@@ -18,7 +18,7 @@ from textual.widgets import Input, Label, Markdown, OptionList, ProgressBar, Sta
 from textual.widgets.option_list import Option
 
 from docmem.agent.describe import clip, describe
-from docmem.cli.common import printable
+from docmem.display import printable
 from docmem.agent.functions import CitationResult
 from docmem.agent.loop import WARN_AT, AnswerResult, CallStep, FinalStep, LLMStep, MemoryStep, MessageStep, Step
 from docmem.tui.runtime import Snapshot
