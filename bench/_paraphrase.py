@@ -25,6 +25,8 @@ from _common import BENCH, SAMPLE
 PARA = BENCH / "paraphrase"
 QUESTIONS = PARA / "questions.jsonl"
 UNSEEN = PARA / "unseen.jsonl"
+# Check sets, each written after the main set's choices (bench/paraphrase/README.md): name -> questions.
+CHECK_SETS = {"flask": UNSEEN, "python": PARA / "unseen-python.jsonl"}
 DOCS = PARA / "docs"
 ROOTS = [SAMPLE, DOCS]
 

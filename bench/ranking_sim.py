@@ -65,6 +65,7 @@ def dump(name: str, out: str, questions: list[str], gold: Callable[[int, Any], b
     data = {"ids": ids, "vecs": np.array(vecs, dtype=np.float32), "qv": qv, "bm25": bm25, "golds": golds,
             "sections": [(c.path, tuple(c.headings) or ("\0" + c.id,)) for c in chunks],
             "paths": [c.path for c in chunks], "index": [c.index for c in chunks],
+            "opens": np.array([c.opens_section for c in chunks], dtype=np.float32),
             "texts": [c.embed_text() for c in chunks], "raw": [c.text for c in chunks], "titles": [c.title for c in chunks], "questions": questions}
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / f"{out}.pkl").open("wb") as fh:
@@ -74,10 +75,10 @@ def dump(name: str, out: str, questions: list[str], gold: Callable[[int, Any], b
 
 
 def dump_all() -> None:
-    from retrieval_quality import PARA_CORPUS, build
+    from retrieval_quality import NQ_CORPUS, PARA_CORPUS, build
 
     build(PARA_CORPUS, _paraphrase.ROOTS)
-    for out, path in (("para", _paraphrase.QUESTIONS), ("unseen", _paraphrase.UNSEEN)):
+    for out, path in (("para", _paraphrase.QUESTIONS), *_paraphrase.CHECK_SETS.items()):
         qs = _paraphrase.load_questions(path)
         spans = _paraphrase.section_spans(qs)
         dump(PARA_CORPUS, out, [q["question"] for q in qs],
@@ -94,7 +95,7 @@ def dump_all() -> None:
     for row in chosen:
         ctx = row["ctxs"][0]
         want.append(f"p{passages[(ctx['title'].strip(), ' '.join(ctx['text'].split()))]:05d}.txt")
-    dump("nq", "nq", [r["question"] for r in chosen], lambda i, c: c.path == want[i])
+    dump(NQ_CORPUS, "nq", [r["question"] for r in chosen], lambda i, c: c.path == want[i])
 
 
 def load(name: str) -> dict[str, Any]:
@@ -134,6 +135,7 @@ def evaluate(d: dict[str, Any], scorer: Callable[[int, np.ndarray], np.ndarray],
 # --- variants ------------------------------------------------------------------------------------
 
 W_BM25 = 0.1  # the linear fusion's BM25 weight (docmem.ranking.SECTIONS_FUSION)
+DEFAULT = "sections, share 0.5, opening 0.03"  # docmem's default ranking
 
 
 def prepare(d: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +166,11 @@ def linear(d: dict[str, Any], i: int, cos: np.ndarray, dense: np.ndarray | None 
     return out
 
 
-def section_evidence(d: dict[str, Any], cos: np.ndarray, share: float, window: int = 50) -> np.ndarray:
-    """docmem.ranking.with_section_evidence on the dense top ``window``."""
+def section_evidence(d: dict[str, Any], cos: np.ndarray, share: float, window: int = 50,
+                     opening: float = 0.0) -> np.ndarray:
+    """docmem.ranking.with_section_evidence on the dense top ``window``, after
+    docmem.ranking.with_opening_bonus (``opening``) on every chunk."""
+    cos = cos + opening * d["opens"]
     order = np.argsort(-cos, kind="stable")[:window]
     means: dict[int, list[float]] = {}
     for j in order:
@@ -206,6 +211,10 @@ def variants(d: dict[str, Any]) -> dict[str, tuple[Callable[[int, np.ndarray], n
     for share in (0.25, 0.5, 1.0):
         out[f"sections, share {share}"] = (lambda i, cos, share=share: linear(d, i, cos, section_evidence(d, cos, share)),
                                            True)
+    for bonus in (0.02, 0.03, 0.04):
+        out[f"sections, share 0.5, opening {bonus}"] = (
+            lambda i, cos, bonus=bonus: linear(d, i, cos + bonus * d["opens"], section_evidence(d, cos, 0.5, opening=bonus)),
+            True)
     out["sections, share 0.5 over all the section's chunks"] = (whole_section_mean(0.5), True)
     for beta, k in ((0.3, 3), (0.5, 3), (0.3, 5), (1.0, 3)):
         out[f"sections, share 0, PRF beta {beta} top {k}"] = (prf(beta, k), True)
@@ -219,10 +228,11 @@ def report() -> None:
 
     import _paraphrase
 
-    sets = {name: prepare(load(name)) for name in ("para", "unseen", "nq")}
+    sets = {name: prepare(load(name)) for name in ("para", *_paraphrase.CHECK_SETS, "nq")}
     html = [i for i, q in enumerate(_paraphrase.load_questions()) if q["file"].endswith(".html")]
     other = [i for i in range(len(sets["para"]["questions"])) if i not in set(html)]
-    columns = [("para", None), ("para", html), ("para", other), ("unseen", None), ("nq", None)]
+    columns = [("para", None), ("para", html), ("para", other), *((c, None) for c in _paraphrase.CHECK_SETS),
+               ("nq", None)]
     rows = []
     for name in variants(sets["para"]):
         row = [name]
@@ -233,8 +243,9 @@ def report() -> None:
     heads = ["variant"] + [f"{s}{'' if sub is None else (' HTML' if sub is html else ' other')} {m}"
                            for s, sub in columns for m in ("h@1", "h@5", "h@10", "MRR")]
     print(table(heads, rows, f"Simulated rankings (exact cosine over all chunks, no relevance floor): paraphrase "
-                             f"{len(sets['para']['questions'])} ({len(html)} HTML), unseen "
-                             f"{len(sets['unseen']['questions'])}, NQ {len(sets['nq']['questions'])}"))
+                             f"{len(sets['para']['questions'])} ({len(html)} HTML), "
+                             + ", ".join(f"{c} {len(sets[c]['questions'])}" for c in _paraphrase.CHECK_SETS)
+                             + f", NQ {len(sets['nq']['questions'])}"))
 
 
 def floor_report() -> None:
@@ -249,10 +260,10 @@ def floor_report() -> None:
     off = np.array(BundledEmbedder().embed(_paraphrase.OFF_TOPIC), dtype=np.float32)
     floors = (0.1, 0.15, 0.2, 0.25)
     rows = []
-    for name in ("para", "unseen", "nq"):
+    for name in ("para", *_paraphrase.CHECK_SETS, "nq"):
         d = prepare(load(name))
         cos = d["qv"] @ d["vecs"].T
-        scorer, _ = variants(d)["sections, share 0.5"]
+        scorer, _ = variants(d)[DEFAULT]
         best = []
         for i in range(len(d["questions"])):
             ranked = by_section(np.argsort(-scorer(i, cos[i]), kind="stable")[:100], d["sections"])[:10]

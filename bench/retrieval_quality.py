@@ -50,12 +50,12 @@ os.environ["DOCMEM_HOME"] = str(HOME)  # before docmem reads its settings
 # Qdrant's weighted RRF scores a list's item at 0-based position p as 1 / ((p+1)/w + k - 1):
 # a weight divides the rank, it does not multiply the score. With k=60 a big weight flattens
 # that list into a near-constant bonus, so small k values are measured too (Qdrant's default k=2).
-RANKINGS = ["sections", "sections+share0", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
+RANKINGS = ["sections", "sections+open0", "sections+share0", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
             "sections:rrf:2:1,3", "sections:rrf:60:0,1", "bm25", "dense", "rrf:60", "rrf:60:1,2", "rrf:60:1,3", "rrf:60:1,5", "rrf:20:1,3", "rrf:10:1,3",
             "rrf:10:1,2", "rrf:5:1,3", "rrf:2", "rrf:2:1,2", "rrf:2:1,3", "rrf:2:1,5", "rrf:1", "rrf:1:1,2",
             "rrf:1:1,3", "rrf:1:1,5", "dbsf"]
 SWEEP = [(128, 16), (200, 30), (300, 40)]
-SWEEP_RANKINGS = ["sections", "sections+share0", "sections+share0", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
+SWEEP_RANKINGS = ["sections", "sections+open0", "sections+share0", "sections+share0", "fused:linear:0.1,1", "sections:linear:0.05,1", "sections:linear:0.2,1",
             "sections:rrf:2:1,3", "sections:rrf:60:0,1", "bm25", "dense", "rrf:60", "rrf:60:1,3", "rrf:2:1,3", "rrf:1:1,2", "rrf:1:1,3", "dbsf"]
 TOP = 25
 
@@ -162,22 +162,27 @@ def open_for_search(name: str) -> Any:
 
 # --- scoring -------------------------------------------------------------------------------------
 
-NO_SHARE = "+share0"  # a ranking suffix: the same ranking with docmem.ranking.SECTION_SHARE = 0
+# Ranking suffixes: the same ranking with one of docmem.ranking's constants at 0, to measure what it adds.
+WITHOUT = {"+share0": "SECTION_SHARE", "+open0": "OPENING_BONUS"}
 
 
 def search(corpus: Any, query: str, *, ranking: str | None = None, **options: Any) -> Any:
     """docmem.search.search, where ``sections+share0`` is ``sections`` without the section
-    evidence (to measure what it adds)."""
+    evidence and ``sections+open0`` without the bonus of a section's opening chunk."""
     from docmem import ranking as ranking_module
     from docmem.search import search as docmem_search
 
-    if not (ranking and ranking.endswith(NO_SHARE)):
+    suffix = next((k for k in WITHOUT if ranking and ranking.endswith(k)), None)
+    if suffix is None:
         return docmem_search(corpus, query, ranking=ranking, **options)
-    saved, ranking_module.SECTION_SHARE = ranking_module.SECTION_SHARE, 0.0
+    name = WITHOUT[suffix]
+    saved = getattr(ranking_module, name)
+    setattr(ranking_module, name, 0.0)
     try:
-        return docmem_search(corpus, query, ranking=ranking[:-len(NO_SHARE)], **options)
+        return docmem_search(corpus, query, ranking=ranking[:-len(suffix)], **options)
     finally:
-        ranking_module.SECTION_SHARE = saved
+        setattr(ranking_module, name, saved)
+
 
 def metrics(ranks: list[int | None]) -> dict[str, float]:
     n = len(ranks)
@@ -194,7 +199,7 @@ def eval_main(questions: list[dict[str, Any]], gold_path: dict[int, str], rankin
               candidates: int | None = None) -> dict[str, Any]:
     from docmem.search import looks_like_identifier
 
-    corpus = open_for_search("nq")
+    corpus = open_for_search(NQ_CORPUS)
     out: dict[str, Any] = {"identifier_like_questions": sum(looks_like_identifier(q["question"]) for q in questions)}
     try:
         for ranking in rankings:
@@ -266,16 +271,18 @@ def off_topic_totals(name: str) -> dict[str, Any]:
         corpus.close()
 
 
-# The paraphrase corpus; renamed when the loaders change what an existing file's chunks are
-# (ingest is incremental, so a cached corpus would keep the old chunks).
-PARA_CORPUS = "para2"
+# The corpora; renamed when ingest changes what an existing file's chunks (or their point ids)
+# are: ingest is incremental, so a cached corpus would keep the old ones.
+PARA_CORPUS = "para3"
+NQ_CORPUS = "nq2"
 
 
 def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[str, Any]:
-    """hit@1/5/10 and MRR@25 on the hand-written paraphrase set and, apart, on the unseen
-    set (bench/_paraphrase.py), both searched in one corpus."""
+    """hit@1/5/10 and MRR@25 on the hand-written paraphrase set (and its HTML questions apart)
+    and on each check set (bench/_paraphrase.py), all searched in one corpus."""
 
-    sets = {"main": _paraphrase.load_questions(), "unseen": _paraphrase.load_questions(_paraphrase.UNSEEN)}
+    sets = {"main": _paraphrase.load_questions(), **{name: _paraphrase.load_questions(path)
+                                                     for name, path in _paraphrase.CHECK_SETS.items()}}
     spans = {name: _paraphrase.section_spans(qs) for name, qs in sets.items()}
     unlocated = [q["question"] for name, qs in sets.items() for i, q in enumerate(qs)
                  if i in spans[name] and not spans[name][i]]
@@ -284,8 +291,10 @@ def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[
     info = build(PARA_CORPUS, _paraphrase.ROOTS)
     corpus = open_for_search(PARA_CORPUS)
     questions = sets["main"]
-    out: dict[str, Any] = {"build": info, "questions": len(questions), "unseen_questions": len(sets["unseen"]),
-                           "ranks": {}, "unseen": {}}
+    html = [i for i, q in enumerate(questions) if q["file"].endswith(".html")]
+    out: dict[str, Any] = {"build": info, "questions": len(questions), "html_questions": len(html),
+                           "sets": {name: len(qs) for name, qs in sets.items()}, "ranks": {}, "main_html": {},
+                           **{name: {} for name in _paraphrase.CHECK_SETS}}
     try:
         for ranking in rankings:
             for name, qs in sets.items():
@@ -297,14 +306,14 @@ def eval_paraphrase(rankings: list[str], candidates: int | None = None) -> dict[
                 if name == "main":
                     out[ranking] = metrics(ranks)
                     out["ranks"][ranking] = ranks
+                    out["main_html"][ranking] = metrics([ranks[i] for i in html])
                 else:
-                    out["unseen"][ranking] = metrics(ranks)
-            log(f"paraphrase {ranking}: {out[ranking]}; unseen {out['unseen'][ranking]}")
-        out["totals"] = of_n(corpus, [q["question"] for q in questions],
-                             lambda i, chunk: _paraphrase.is_gold(questions[i], spans["main"].get(i), chunk))
-        unseen = sets["unseen"]
-        out["unseen_totals"] = of_n(corpus, [q["question"] for q in unseen],
-                                    lambda i, chunk: _paraphrase.is_gold(unseen[i], spans["unseen"].get(i), chunk))
+                    out[name][ranking] = metrics(ranks)
+            log(f"paraphrase {ranking}: {out[ranking]}; " + "; ".join(f"{n} {out[n][ranking]}" for n in _paraphrase.CHECK_SETS))
+        for name, qs in sets.items():
+            out[f"{name}_totals"] = of_n(corpus, [q["question"] for q in qs],
+                                         lambda i, chunk, qs=qs, name=name: _paraphrase.is_gold(qs[i], spans[name].get(i), chunk))
+        out["totals"] = out.pop("main_totals")
         out["readme_question"] = next(i for i, q in enumerate(questions) if q["question"] == README_QUESTION)
     finally:
         corpus.close()
@@ -425,13 +434,14 @@ def main() -> None:
     chosen = questions if n_q >= len(questions) else random.Random(1).sample(questions, n_q)
 
     gold = write_gold(passages)
-    builds = [build("nq", [gold, SAMPLE])]
+    builds = [build(NQ_CORPUS, [gold, SAMPLE])]
     gold_path = {i: f"p{i:05d}.txt" for i in range(len(passages))}
     nq = eval_main(chosen, gold_path, rankings, opts.candidates)
     kv = eval_kv(rankings, opts.candidates)
     para = eval_paraphrase(rankings, opts.candidates)
-    totals = {"paraphrase": para["totals"], "unseen": para["unseen_totals"], "nq": nq["totals"],
-              "off-topic, paraphrase corpus": off_topic_totals(PARA_CORPUS), "off-topic, NQ corpus": off_topic_totals("nq")}
+    totals = {"paraphrase": para["totals"], **{name: para[f"{name}_totals"] for name in _paraphrase.CHECK_SETS},
+              "nq": nq["totals"],
+              "off-topic, paraphrase corpus": off_topic_totals(PARA_CORPUS), "off-topic, NQ corpus": off_topic_totals(NQ_CORPUS)}
     sweep = None if opts.quick or opts.skip_sweep else eval_sweep(questions, passages, min(opts.sweep_passages, len(passages)))
 
     rows = []
@@ -444,15 +454,19 @@ def main() -> None:
                 f"NQ-Open oracle, {len(chosen)} questions; corpus {builds[0]['points']} chunks "
                 f"({len(passages)} gold passages + sample_corpora distractors); chunk 200/30; "
                 f"candidates {opts.candidates or 'default (100)'}"))
-    rows = [[r, para[r]["r@1"], para[r]["r@5"], para[r]["r@10"], para[r]["mrr"], para["unseen"][r]["r@1"],
-             para["unseen"][r]["r@5"], para["unseen"][r]["r@10"], para["unseen"][r]["mrr"], nq[r]["r@1"], nq[r]["r@5"],
-             nq[r]["r@10"], nq[r]["mrr"], kv[r]["bare key"], kv[r]["question"],
-             para["ranks"][r][para["readme_question"]]] for r in rankings]
-    print(table(["ranking", "para hit@1", "hit@5", "hit@10", "MRR", "unseen hit@1", "hit@5", "hit@10", "MRR",
-                 "NQ r@1", "r@5", "r@10", "MRR", "KV key", "KV question", "lm() rank"], rows,
-                f"Side by side: paraphrase set ({para['questions']} questions) and unseen set "
-                f"({para['unseen_questions']} questions) in one corpus ({para['build']['points']} chunks), "
-                f"NQ ({len(chosen)} questions), KV top-2; lm() rank = 'How do I fit a linear model in R?'"))
+    checks = list(_paraphrase.CHECK_SETS)
+    rows = [[r, para[r]["r@1"], para[r]["r@5"], para[r]["r@10"], para[r]["mrr"], para["main_html"][r]["r@5"],
+             para["main_html"][r]["r@10"]]
+            + [para[c][r][k] for c in checks for k in ("r@1", "r@5", "r@10", "mrr")]
+            + [nq[r]["r@1"], nq[r]["r@5"], nq[r]["r@10"], nq[r]["mrr"], kv[r]["bare key"], kv[r]["question"],
+               para["ranks"][r][para["readme_question"]]] for r in rankings]
+    print(table(["ranking", "para hit@1", "hit@5", "hit@10", "MRR", "para HTML hit@5", "hit@10"]
+                + [f"{c} {k}" if k == "hit@1" else k for c in checks for k in ("hit@1", "hit@5", "hit@10", "MRR")]
+                + ["NQ r@1", "r@5", "r@10", "MRR", "KV key", "KV question", "lm() rank"], rows,
+                f"Side by side: paraphrase set ({para['questions']} questions, {para['html_questions']} of them HTML) "
+                f"and the check sets ({', '.join(c + ' ' + str(para['sets'][c]) for c in checks)} questions) in one corpus "
+                f"({para['build']['points']} chunks), NQ ({len(chosen)} questions), KV top-2; "
+                f"lm() rank = 'How do I fit a linear model in R?'"))
     print(table(["questions", "median of N", "max", "share with N+", "gold of the top 10 ranked past N"],
                 [[k, v["median"], v["max"], v["capped"], v.get("gold_dropped", "-")] for k, v in totals.items()],
                 f"'of N' under the default ranking ({DEFAULT})"))

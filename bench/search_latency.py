@@ -50,7 +50,9 @@ import numpy as np  # noqa: E402
 GEN_VERSION = "v1"
 # v2: point ids carry their section (docmem.schema.point_id) and each synthetic document has four
 # headed sections of five chunks, so ordering by section groups as it does on real documents.
-BUILD_VERSION = "v2"
+# v3: the first chunk of each section opens it (its id says so: docmem.schema.section_opener), so
+# the opening bonus re-sorts the dense list as on real documents.
+BUILD_VERSION = "v3"
 DIM = 384
 CLUSTERS = 1024
 TOPIC_SPAN = 4000  # words of the stream per topic -> cluster
@@ -281,7 +283,7 @@ def _build(home: Path, scale: int, config: str, src: dict[str, Any]) -> dict[str
                     digest = hashlib.sha256(f"synthetic-{doc}".encode()).hexdigest()
                     chunks.append(Chunk(doc_hash=digest, index=index, text=text, path=f"synthetic/doc{doc:07d}.txt",
                                         title=f"Synthetic document {doc}", headings=(f"Part {index // 5 + 1}",),
-                                        char_start=index * 900,
+                                        opens_section=index % 5 == 0, char_start=index * 900,
                                         char_end=index * 900 + len(text)))
                 t0 = time.perf_counter()
                 corpus.store.upsert(chunks, [SparseVec(list(i), list(v)) for i, v in sparse], dense.tolist())

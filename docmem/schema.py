@@ -31,24 +31,46 @@ def chunk_id(doc_hash: str, index: int) -> str:
     return f"{doc_hash[:12]}-{index}"
 
 
-def point_id(doc_hash: str, index: int, headings: tuple[str, ...] = ()) -> str:
+def point_id(doc_hash: str, index: int, headings: tuple[str, ...] = (), opens_section: bool = False) -> str:
     """A UUID (version 8: laid out by docmem) whose first 64 bits name the chunk's section and
     the rest the chunk. Ordering search results by section reads the section of 50 candidates;
     from the store that was a third of a search's time at 1M chunks (bench/README.md, section
     2), from the id it is free. A chunk without headings is its own section (as in
-    docmem.ranking.section_key), so its first half hashes the chunk itself."""
+    docmem.ranking.section_key), so its first half hashes the chunk itself.
+
+    The chunk that opens its section (it starts at the heading) says so in its id, for the
+    same reason (see ``section_opener``): its second half starts with a mark hashed from the
+    first, which the id of any other chunk (or one made before the mark) matches only by a
+    2^-30 chance, so no id already stored can be misread as opening its section."""
     own = hashlib.sha256(f"{doc_hash}:{index}".encode()).digest()
     section = hashlib.sha256("\0".join((doc_hash, *headings)).encode()).digest() if headings else own
     raw = bytearray(section[:8] + own[8:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
+    if opens_section and headings:
+        raw[8:12] = _opening_mark(bytes(raw[:8]))
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def _opening_mark(first_half: bytes) -> bytes:
+    return hashlib.sha256(b"docmem opens section:" + first_half).digest()[:4]
 
 
 def section_of(point_id: str) -> str | None:
     """The section a point id names (16 hex digits), or None for an id made before ids carried
     it (uuid5: a file ingested before keeps them until it is re-ingested; their sections are read)."""
     return point_id[:8] + point_id[9:13] + point_id[14:18] if point_id[14:15] == "8" else None
+
+
+def section_opener(point_id: str) -> bool:
+    """Whether a point id (docmem.schema.point_id) is that of a chunk starting at its section's
+    heading. False for ids made before ids carried it: their files rank as before until they
+    are re-ingested (``docmem ingest --force``)."""
+    if point_id[14:15] != "8":
+        return False
+    raw = uuid.UUID(point_id).bytes
+    mark = _opening_mark(raw[:8])
+    return raw[9:12] == mark[1:4] and raw[8] & 0x3F == mark[0] & 0x3F
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,7 @@ class Chunk:
     char_end: int = 0
     kind: str = KIND_DOCUMENT
     scope: str | None = None  # notes only: which session (or shared batch) may see them
+    opens_section: bool = False  # starts at a heading: the section's own statement of its topic
 
     @property
     def id(self) -> str:
@@ -75,7 +98,9 @@ class Chunk:
 
     @property
     def point_id(self) -> str:
-        return point_id(self.doc_hash, self.index, self.headings if self.kind == KIND_DOCUMENT else ())
+        document = self.kind == KIND_DOCUMENT
+        return point_id(self.doc_hash, self.index, self.headings if document else (),
+                        document and self.opens_section)
 
     def visible_to(self, notes_scope: str | None) -> bool:
         """Documents are visible to everyone; a note only to its own scope (its session, or a

@@ -2,8 +2,9 @@
 ``archival_search`` call. It returns structured pages; formatting is elsewhere.
 
 The default ranking, ``sections``, fetches the BM25 and dense lists in one batched engine call
-and ranks them in docmem.ranking: dense-led, a section judged by its typical passage, each
-section once before any twice (bench/README.md, section 3b). Queries that look like
+and ranks them in docmem.ranking: dense-led, a section's opening passage lifted a little, a
+section judged by its typical passage, each section once before any twice (bench/README.md,
+sections 3b-3d). Queries that look like
 identifiers are led by BM25 instead (``IDENTIFIER_FUSION``): a dense near-miss can outrank
 the exact UUID. The engine's own fusions (``dbsf``, ``rrf``) stay selectable.
 "Of N" is honest: under ``sections`` N counts the candidates that pass a relevance floor
@@ -23,7 +24,7 @@ from typing import Sequence
 
 from docmem.embedders import bm25_query
 from docmem.errors import DocmemError
-from docmem.schema import Hit, SearchPage, section_of
+from docmem.schema import Hit, SearchPage, section_of, section_opener
 from docmem import ranking
 from docmem.store.base import DENSE, SPARSE, FusionSpec, Scored, Section, VectorQuery
 from docmem.store.corpus import Corpus
@@ -185,8 +186,9 @@ def _ranked_here(corpus: Corpus, lists: list[VectorQuery], fusion: FusionSpec, g
     closest = max((c.score for c in found[1]), default=None) if len(lists) == 2 else None
     sections: dict[str, Section] = {}
     if grouped and fusion.method == "linear" and found[1]:  # dense-led: a section's other passages count
-        sections = _sections(corpus, [c.point_id for c in found[1][:ranking.GROUP_WINDOW]])
-        found = [found[0], ranking.with_section_evidence(found[1], sections)]
+        dense = ranking.with_opening_bonus(found[1], {c.point_id for c in found[1] if section_opener(c.point_id)})
+        sections = _sections(corpus, [c.point_id for c in dense[:ranking.GROUP_WINDOW]])
+        found = [found[0], ranking.with_section_evidence(dense, sections)]
     scored = ranking.rank(found, fusion)
     if grouped:
         head = scored[:ranking.GROUP_WINDOW]

@@ -166,7 +166,8 @@ class Chunker:
         for index, (group, used) in enumerate(groups):
             first = group[0]
             start = first.start
-            if index and not (first.block.is_heading and first.opens_block):
+            led = first.block.is_heading and first.opens_block
+            if index and not led:
                 # A block that nearly fills a chunk on its own leaves less room for overlap.
                 room = min(self.overlap, self.max_tokens - used - 1)
                 start = self._overlap_start(text, prev_start, first.start, room, groups[index - 1][0][-1])
@@ -181,7 +182,7 @@ class Chunker:
                 doc_hash=doc_hash, index=index, text=text[start:end], path=path, title=document.title,
                 page=start_page, page_end=pages[-1] if pages else None,
                 section=headings[-1] if headings else None, headings=headings,
-                char_start=start, char_end=end,
+                char_start=start, char_end=end, opens_section=led and bool(headings),
             ))
             prev_start = first.start
         return chunks

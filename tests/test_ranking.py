@@ -114,7 +114,8 @@ def test_a_corpus_ingested_with_older_point_ids_still_searches(settings, tmp_pat
 
     root = write_tree(tmp_path / "docs", TOPICS)
     with monkeypatch.context() as old:
-        old.setattr(docmem.schema, "point_id", lambda doc, index, headings=(): str(uuid.uuid5(uuid.UUID(int=7), f"{doc}:{index}")))
+        old.setattr(docmem.schema, "point_id",
+                    lambda doc, index, headings=(), opens=False: str(uuid.uuid5(uuid.UUID(int=7), f"{doc}:{index}")))
         with open_corpus(settings, create=True, embedder="bundled") as corpus:
             ingest(corpus, [root], workers=1)
     question = "How do I fix a bicycle wheel with a hole in it?"
@@ -128,6 +129,47 @@ def test_a_corpus_ingested_with_older_point_ids_still_searches(settings, tmp_pat
         page = search(corpus, "yearly tax return receipts", page_size=5)
         assert page.hits[0].chunk.path == "tax.md" and "six years" in page.hits[0].chunk.text
         assert len(search(corpus, question, page_size=5).hits) == 4
+
+
+def test_the_chunk_that_opens_a_section_says_so_in_its_id(settings, tmp_path):
+    """The ranking lifts a section's opening chunk (its heading and the text introducing it);
+    like the section, that is read from the point id, never from the store."""
+    import uuid
+
+    from docmem.schema import point_id, section_of, section_opener
+
+    doc = "d" * 64
+    opener, other = point_id(doc, 3, ("Guide", "Owls"), True), point_id(doc, 4, ("Guide", "Owls"))
+    assert section_opener(opener) and not section_opener(other) and section_of(opener) == section_of(other)
+    assert point_id(doc, 3, ("Guide", "Owls")) != opener and uuid.UUID(opener).version == 8
+    assert not section_opener(point_id(doc, 5, (), True))  # a chunk without headings is not a section's
+    # no id made before the mark (v8 without it, uuid5) reads as an opener
+    assert not any(section_opener(point_id(f"{i:064x}", i, ("H",))) for i in range(2000))
+    assert not section_opener(str(uuid.uuid5(uuid.UUID(int=7), f"{doc}:3")))
+
+    root = write_tree(tmp_path / "docs", {
+        "guide.md": "# Guide\n\n" + "Owls hunt at night and sleep by day. " * 40 + "\n\n## Owls\n\n"
+                    + "Barn owls nest in old buildings. " * 60 + "\n\n## Finches\n\nFinches eat seeds.\n",
+        "plain.txt": "No headings here at all. " * 80,
+    })
+    with open_corpus(settings, create=True, embedder="bundled") as corpus:
+        ingest(corpus, [root], workers=1)
+        page = search(corpus, "birds", page_size=20)
+        stored = {h.chunk.point_id: h.chunk for h in page.hits}
+        assert len(stored) == corpus.store.count()
+        for chunk in stored.values():
+            assert section_opener(chunk.point_id) == chunk.opens_section
+            starts_at_heading = bool(chunk.headings) and any(chunk.text.startswith(h) for h in chunk.headings)
+            assert chunk.opens_section == starts_at_heading, chunk.text[:40]
+        assert {c.headings[-1] for c in stored.values() if c.opens_section} >= {"Guide", "Owls"}
+        assert not any(c.opens_section for c in stored.values() if c.path == "plain.txt")
+
+
+def test_a_section_opening_chunk_wins_a_near_tie_only():
+    dense = [Scored("mid", 0.50), Scored("open", 0.49), Scored("far", 0.40)]
+    lifted = ranking.with_opening_bonus(dense, {"open", "far"}, 0.03)
+    assert [(s.point_id, round(s.score, 2)) for s in lifted] == [("open", 0.52), ("mid", 0.5), ("far", 0.43)]
+    assert ranking.with_opening_bonus(dense, set()) == dense
 
 
 def test_each_section_shows_once_before_any_shows_twice():
