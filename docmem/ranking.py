@@ -124,8 +124,8 @@ def with_section_evidence(dense: Sequence[Scored], sections: dict[str, Section],
     members: defaultdict[Section, list[float]] = defaultdict(list)
     for key, c in zip(keyed, head):
         members[key].append(c.score)
-    blended = [Scored(c.point_id, (c.score + share * statistics.fmean(members[key])) / (1 + share))
-               for key, c in zip(keyed, head)]
+    means = {key: sum(scores) / len(scores) for key, scores in members.items()}
+    blended = [Scored(c.point_id, (c.score + share * means[key]) / (1 + share)) for key, c in zip(keyed, head)]
     return sorted(blended, key=lambda c: (-c.score, c.point_id)) + list(dense[window:])
 
 

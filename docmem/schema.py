@@ -39,21 +39,22 @@ def point_id(doc_hash: str, index: int, headings: tuple[str, ...] = (), opens_se
     docmem.ranking.section_key), so its first half hashes the chunk itself.
 
     The chunk that opens its section (it starts at the heading) says so in its id, for the
-    same reason (see ``section_opener``): its second half starts with a mark hashed from the
-    first, which the id of any other chunk (or one made before the mark) matches only by a
-    2^-30 chance, so no id already stored can be misread as opening its section."""
+    same reason (see ``section_opener``): its second half starts with its first 32 bits XOR
+    ``_OPENING_MARK``. The rest of an id's second half is a hash of the chunk alone, so the id of
+    any other chunk (or one made before the mark) matches it only by a 2^-30 chance (the
+    variant takes two bits): no id already stored is misread as opening its section."""
     own = hashlib.sha256(f"{doc_hash}:{index}".encode()).digest()
     section = hashlib.sha256("\0".join((doc_hash, *headings)).encode()).digest() if headings else own
     raw = bytearray(section[:8] + own[8:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8
     if opens_section and headings:
-        raw[8:12] = _opening_mark(bytes(raw[:8]))
+        raw[8:12] = (int.from_bytes(raw[:4], "big") ^ _OPENING_MARK).to_bytes(4, "big")
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return str(uuid.UUID(bytes=bytes(raw)))
 
 
-def _opening_mark(first_half: bytes) -> bytes:
-    return hashlib.sha256(b"docmem opens section:" + first_half).digest()[:4]
+_OPENING_MARK = 0xA5C396E1
+_MARK_BITS = 0x3FFFFFFF  # the 32 bits after the variant's two
 
 
 def section_of(point_id: str) -> str | None:
@@ -64,13 +65,13 @@ def section_of(point_id: str) -> str | None:
 
 def section_opener(point_id: str) -> bool:
     """Whether a point id (docmem.schema.point_id) is that of a chunk starting at its section's
-    heading. False for ids made before ids carried it: their files rank as before until they
-    are re-ingested (``docmem ingest --force``)."""
+    heading: string arithmetic only, as the ranking asks it of 100 candidates per search. False
+    for ids made before ids carried it: their files rank as before until the next ingest
+    re-extracts them (ingest.pipeline.EXTRACTION_VERSION 5)."""
     if point_id[14:15] != "8":
         return False
-    raw = uuid.UUID(point_id).bytes
-    mark = _opening_mark(raw[:8])
-    return raw[9:12] == mark[1:4] and raw[8] & 0x3F == mark[0] & 0x3F
+    expected = int(point_id[:8], 16) ^ _OPENING_MARK
+    return (int(point_id[19:23] + point_id[24:28], 16) ^ expected) & _MARK_BITS == 0
 
 
 @dataclass(frozen=True)

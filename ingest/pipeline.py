@@ -40,7 +40,8 @@ DEFAULT_OVERLAP = 30
 # 3: long paragraphs cut in linear time, in runs that leave room for the next overlap.
 # 4: HTML admonition titles (DocBook's "Tip", "Note") and page chrome (navigation, Sphinx's
 #    sidebar and "¶") open no section.
-EXTRACTION_VERSION = "4"
+# 5: a chunk that starts at a heading says so (Chunk.opens_section, in its point id).
+EXTRACTION_VERSION = "5"
 DENSE_BATCH = 128
 
 
