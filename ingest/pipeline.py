@@ -41,7 +41,8 @@ DEFAULT_OVERLAP = 30
 # 4: HTML admonition titles (DocBook's "Tip", "Note") and page chrome (navigation, Sphinx's
 #    sidebar and "¶") open no section.
 # 5: a chunk that starts at a heading says so (Chunk.opens_section, in its point id).
-EXTRACTION_VERSION = "5"
+# 6: DocBook's and Texinfo's "Prev Up Next" panels and Texinfo's index "¶" links are page chrome.
+EXTRACTION_VERSION = "6"
 DENSE_BATCH = 128
 
 

@@ -368,6 +368,42 @@ def test_html_admonitions_and_page_chrome_open_no_section(tmp_path):
     ]
 
 
+# DocBook's XHTML as the PostgreSQL manual ships it: an XML declaration naming the encoding,
+# then "Prev Up Next" panels naming the neighbouring pages; GNU Texinfo (makeinfo) has a
+# "Next: / Previous: / Up:" panel before each node and a "¶" link after each index entry.
+DOCBOOK_XHTML = """<?xml version="1.0" encoding="UTF-8" standalone="no"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "x.dtd"><html xmlns="http://www.w3.org/1999/xhtml">
+<head><title>7.8. WITH Queries</title></head><body>
+<div class="navheader"><table><tr><th>7.8. WITH Queries</th></tr><tr><td><a accesskey="p" href="v.html">Prev</a></td>
+<td><a accesskey="n" href="t.html">Next</a></td></tr></table></div>
+<div class="sect1"><h2 class="title">7.8. WITH Queries</h2><p>WITH names a helper query.</p></div>
+<div class="navfooter"><table><tr><td>7.7. VALUES Lists</td><td>Chapter 8. Data Types</td></tr></table></div>
+</body></html>"""
+TEXINFO = """<html><head><title>Bash Reference Manual</title><meta name="Generator" content="makeinfo"></head><body>
+<div class="header"><p>Next: <a href="#Defs" accesskey="n" rel="next">Definitions</a>, Up: <a href="#Top"
+accesskey="u" rel="up">Bash Features</a></p></div>
+<h2 class="chapter">1 Introduction</h2><p>Bash is a shell.</p>
+<div class="header"><p>Previous: <a href="#Intro" accesskey="p" rel="prev">Introduction</a></p></div>
+<h2 class="chapter">2 Definitions</h2>
+<dl><dt id="index-POSIX"><span><code>POSIX</code><a href="#index-POSIX" class="copiable-anchor"> &para;</a></span></dt>
+<dd><p>A family of standards.</p></dd></dl>
+<div class="header"><p>the page header of a site, kept</p></div>
+</body></html>"""
+
+
+def test_docbook_and_texinfo_navigation_panels_are_chrome(tmp_path):
+    (tmp_path / "with.html").write_text(DOCBOOK_XHTML, encoding="utf-8")
+    (tmp_path / "bash.html").write_text(TEXINFO, encoding="utf-8")
+    top = "7.8. WITH Queries"
+    assert [(b.text, b.headings) for b in load(tmp_path / "with.html").blocks] == [
+        (top, (top,)), ("WITH names a helper query.", (top,))]
+    intro, defs = "1 Introduction", "2 Definitions"
+    blocks = [(b.text, b.headings) for b in load(tmp_path / "bash.html").blocks]
+    assert blocks[:4] == [(intro, (intro,)), ("Bash is a shell.", (intro,)), (defs, (defs,)), ("POSIX", (defs,))]
+    assert ("A family of standards.", (defs,)) in blocks and ("the page header of a site, kept", (defs,)) in blocks
+    assert not any("Next:" in t or "Previous:" in t or "\u00b6" in t for t, _ in blocks)
+
+
 def test_html_in_cp1252_without_title(tmp_path):
     path = tmp_path / "old.htm"
     path.write_bytes("<h1>R\u00e9sum\u00e9</h1><p>Na\u00efve caf\u00e9.</p>".encode("cp1252"))

@@ -12,6 +12,7 @@ import functools
 import importlib
 import logging
 import os
+import re
 import zipfile
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
@@ -243,10 +244,24 @@ def _header(message: email.message.Message, name: str) -> str:
 # A page's chrome: site navigation, search boxes, footers, and the permalink after each heading
 # (Sphinx's "¶"). Left in, Sphinx's sidebar headings ("Navigation", "Contents", "Quick
 # search") became subsections of the page's last section, and its table of contents a chunk
-# of it; every heading ended in "¶".
+# of it; every heading ended in "¶". DocBook (the PostgreSQL manual) and GNU Texinfo
+# (makeinfo) put the same chrome in markup of their own: a "Prev Up Next" panel naming the
+# neighbouring pages above and below each page (DocBook) or before each node (Texinfo: "Next: X,
+# Previous: Y, Up: Z"). Left in, a page began with a headless chunk of it and its last section
+# ended by naming its neighbours. Texinfo also puts a "¶" link after each index entry.
 _CHROME = ("//nav | //footer | //*[@role='navigation' or @role='search' or @role='contentinfo' "
-           "or @role='banner'] | //a[contains(concat(' ', @class, ' '), ' headerlink ')]")
-_CHROME_HINTS = ("<nav", "<footer", "role=", "headerlink")
+           "or @role='banner'] | //a[contains(concat(' ', @class, ' '), ' headerlink ')]"
+           " | //div[contains(concat(' ', @class, ' '), ' navheader ')"
+           " or contains(concat(' ', @class, ' '), ' navfooter ')"
+           " or contains(concat(' ', @class, ' '), ' nav-panel ')]"
+           " | //div[contains(concat(' ', @class, ' '), ' header ')][.//a[@accesskey='n' or @accesskey='p' or @accesskey='u']]"
+           " | //a[contains(concat(' ', @class, ' '), ' copiable-anchor ')"
+           " or contains(concat(' ', @class, ' '), ' copiable-link ')]")
+_CHROME_HINTS = ("<nav", "<footer", "role=", "headerlink", "navheader", "navfooter", "nav-panel", "accesskey",
+                 "copiable-")
+
+
+_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 
 def _without_chrome(text: str) -> str:
@@ -258,7 +273,9 @@ def _without_chrome(text: str) -> str:
     try:
         import lxml.html
 
-        root = lxml.html.document_fromstring(text)
+        # An XHTML page (DocBook's) opens with an XML declaration naming its encoding, which lxml
+        # refuses in text already decoded: without this its chrome was always kept.
+        root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1))
         found = root.xpath(_CHROME)
         if not found:
             return text
