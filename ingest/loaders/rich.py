@@ -254,7 +254,8 @@ _CHROME = ("//nav | //footer | //*[@role='navigation' or @role='search' or @role
            " | //div[contains(concat(' ', @class, ' '), ' navheader ')"
            " or contains(concat(' ', @class, ' '), ' navfooter ')"
            " or contains(concat(' ', @class, ' '), ' nav-panel ')]"
-           " | //div[contains(concat(' ', @class, ' '), ' header ')][.//a[@accesskey='n' or @accesskey='p' or @accesskey='u']]"
+           " | //div[contains(concat(' ', @class, ' '), ' header ')]"
+           "[.//a[@accesskey='n' or @accesskey='p' or @accesskey='u']]"
            " | //a[contains(concat(' ', @class, ' '), ' copiable-anchor ')"
            " or contains(concat(' ', @class, ' '), ' copiable-link ')]")
 _CHROME_HINTS = ("<nav", "<footer", "role=", "headerlink", "navheader", "navfooter", "nav-panel", "accesskey",
