@@ -273,7 +273,7 @@ def off_topic_totals(name: str) -> dict[str, Any]:
 
 # The corpora; renamed when ingest changes what an existing file's chunks (or their point ids)
 # are: ingest is incremental, so a cached corpus would keep the old ones.
-PARA_CORPUS = "para4"
+PARA_CORPUS = "para5"
 NQ_CORPUS = "nq2"
 
 

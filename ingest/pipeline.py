@@ -42,7 +42,9 @@ DEFAULT_OVERLAP = 30
 #    sidebar and "¶") open no section.
 # 5: a chunk that starts at a heading says so (Chunk.opens_section, in its point id).
 # 6: DocBook's and Texinfo's "Prev Up Next" panels and Texinfo's index "¶" links are page chrome.
-EXTRACTION_VERSION = "6"
+# 7: so are the Apache manual's site header, footer, breadcrumb and language bars, and any
+#    permalink ("¶", "§", a "#" in a heading).
+EXTRACTION_VERSION = "7"
 DENSE_BATCH = 128
 
 

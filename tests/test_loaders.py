@@ -391,6 +391,30 @@ accesskey="u" rel="up">Bash Features</a></p></div>
 </body></html>"""
 
 
+# The Apache httpd manual: site links above and below every page, a breadcrumb, a language bar,
+# a sidebar contents list, and a pilcrow permalink in each heading.
+APACHE = """<html><head><title>.htaccess files - Apache HTTP Server Version 2.4</title></head><body>
+<div id="page-header"><p class="menu"><a href="m.html">Modules</a> | <a href="f.html">FAQ</a></p>
+<p class="apache">Apache HTTP Server Version 2.4</p></div>
+<div id="path"><a href="/">Apache</a> &gt; <a href="h.html">How-To</a></div>
+<div id="page-content"><div id="preamble"><h1>.htaccess files</h1>
+<div class="toplang"><p><span>Available Languages: </span><a href="e.html">en</a> | <a href="f.html">fr</a></p></div>
+<p>They change the configuration per directory.</p></div>
+<div id="quickview"><ul id="toc"><li><a href="#what">What they are</a></li></ul></div>
+<div class="section"><h2 id="what">What they are <a title="Permanent link" href="#what" class="permalink">&para;</a></h2>
+<p>A file of directives.</p></div></div>
+<div id="footer"><p class="apache">Copyright 2026 The Apache Software Foundation.</p></div>
+</body></html>"""
+
+
+def test_apache_manual_chrome_and_permalinks_are_dropped(tmp_path):
+    (tmp_path / "htaccess.html").write_text(APACHE, encoding="utf-8")
+    top, what = ".htaccess files", "What they are"
+    assert [(b.text, b.headings) for b in load(tmp_path / "htaccess.html").blocks] == [
+        (top, (top,)), ("They change the configuration per directory.", (top,)),
+        (what, (top, what)), ("A file of directives.", (top, what))]
+
+
 def test_docbook_and_texinfo_navigation_panels_are_chrome(tmp_path):
     (tmp_path / "with.html").write_text(DOCBOOK_XHTML, encoding="utf-8")
     (tmp_path / "bash.html").write_text(TEXINFO, encoding="utf-8")

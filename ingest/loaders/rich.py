@@ -241,6 +241,11 @@ def _header(message: email.message.Message, name: str) -> str:
         return ""
 
 
+def _class(name: str) -> str:
+    """XPath: the element's class attribute lists ``name``."""
+    return f"contains(concat(' ', normalize-space(@class), ' '), ' {name} ')"
+
+
 # A page's chrome: site navigation, search boxes, footers, and the permalink after each heading
 # (Sphinx's "¶"). Left in, Sphinx's sidebar headings ("Navigation", "Contents", "Quick
 # search") became subsections of the page's last section, and its table of contents a chunk
@@ -248,18 +253,24 @@ def _header(message: email.message.Message, name: str) -> str:
 # (makeinfo) put the same chrome in markup of their own: a "Prev Up Next" panel naming the
 # neighbouring pages above and below each page (DocBook) or before each node (Texinfo: "Next: X,
 # Previous: Y, Up: Z"). Left in, a page began with a headless chunk of it and its last section
-# ended by naming its neighbours. Texinfo also puts a "¶" link after each index entry.
-_CHROME = ("//nav | //footer | //*[@role='navigation' or @role='search' or @role='contentinfo' "
-           "or @role='banner'] | //a[contains(concat(' ', @class, ' '), ' headerlink ')]"
-           " | //div[contains(concat(' ', @class, ' '), ' navheader ')"
-           " or contains(concat(' ', @class, ' '), ' navfooter ')"
-           " or contains(concat(' ', @class, ' '), ' nav-panel ')]"
-           " | //div[contains(concat(' ', @class, ' '), ' header ')]"
-           "[.//a[@accesskey='n' or @accesskey='p' or @accesskey='u']]"
-           " | //a[contains(concat(' ', @class, ' '), ' copiable-anchor ')"
-           " or contains(concat(' ', @class, ' '), ' copiable-link ')]")
-_CHROME_HINTS = ("<nav", "<footer", "role=", "headerlink", "navheader", "navfooter", "nav-panel", "accesskey",
-                 "copiable-")
+# ended by naming its neighbours. The Apache httpd manual has a header and footer of site links
+# ("Modules | Directives | FAQ | ..."), a breadcrumb, a language bar and a sidebar contents list
+# on every page. Any link that is only a pilcrow or section sign is a permalink (Sphinx, Apache,
+# Texinfo's index entries, MkDocs), as is a bare "#" in a heading.
+_CHROME = " | ".join((
+    "//nav", "//footer",
+    "//*[@role='navigation' or @role='search' or @role='contentinfo' or @role='banner']",
+    f"//div[{_class('navheader')} or {_class('navfooter')} or {_class('nav-panel')}]",  # DocBook, Texinfo 7
+    f"//div[{_class('header')}][.//a[@accesskey='n' or @accesskey='p' or @accesskey='u']]",  # Texinfo 6
+    f"//div[@id='page-header' or @id='path' or @id='quickview' or @id='footer' or {_class('toplang')}"
+    f" or {_class('bottomlang')}]",  # Apache httpd
+    f"//*[{_class('breadcrumb')} or {_class('breadcrumbs')}]",
+    "//a[normalize-space(.)='\u00b6' or normalize-space(.)='\u00a7']",
+    "//*[self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6]//a[normalize-space(.)='#']",
+))
+_CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
+                 "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
+                 "&#167;", "&#xa7;", ">#<")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
