@@ -131,9 +131,11 @@ def test_a_corpus_ingested_with_older_point_ids_still_searches(settings, tmp_pat
         assert len(search(corpus, question, page_size=5).hits) == 4
 
 
-def test_the_chunk_that_opens_a_section_says_so_in_its_id(settings, tmp_path):
+@pytest.mark.parametrize("backend", ["edge", "server"])
+def test_the_chunk_that_opens_a_section_says_so_in_its_id(settings, tmp_path, backend):
     """The ranking lifts a section's opening chunk (its heading and the text introducing it);
-    like the section, that is read from the point id, never from the store."""
+    like the section, that is read from the point id (as either store returns it), never from
+    the store's payload."""
     import uuid
 
     from docmem.schema import point_id, section_of, section_opener
@@ -147,6 +149,9 @@ def test_the_chunk_that_opens_a_section_says_so_in_its_id(settings, tmp_path):
     assert not any(section_opener(point_id(f"{i:064x}", i, ("H",))) for i in range(2000))
     assert not section_opener(str(uuid.uuid5(uuid.UUID(int=7), f"{doc}:3")))
 
+    if backend == "server":
+        pytest.importorskip("qdrant_client")
+        settings = dataclasses.replace(settings, qdrant_url=str(tmp_path / "qdrant-local"))
     root = write_tree(tmp_path / "docs", {
         "guide.md": "# Guide\n\n" + "Owls hunt at night and sleep by day. " * 40 + "\n\n## Owls\n\n"
                     + "Barn owls nest in old buildings. " * 60 + "\n\n## Finches\n\nFinches eat seeds.\n",
