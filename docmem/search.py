@@ -33,10 +33,12 @@ from docmem.store.manifest import DENSE_COMPLETE
 log = logging.getLogger(__name__)
 
 # UUIDs, hex ids, and tokens mixing letters and digits (error codes, part numbers, versions).
+# The lookaheads are bounded: unbounded, each word boundary of a run like "a-a-a-..." scanned the
+# rest of it, and a 32,000-character query took 9 s to classify (quadratic); now it is linear.
 _IDENTIFIER = re.compile(
     r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
     r"|\b[0-9a-f]{10,}\b"
-    r"|\b(?=[A-Za-z_-]*\d)(?=\d*[A-Za-z])[A-Za-z0-9_.-]{4,}\b",
+    r"|\b(?=[A-Za-z_-]{0,64}\d)(?=\d{0,64}[A-Za-z])[A-Za-z0-9_.-]{4,}\b",
     re.IGNORECASE,
 )
 

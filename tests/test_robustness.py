@@ -219,3 +219,30 @@ def test_sigkill_then_rerun_has_no_duplicate_and_no_missing_chunk(settings, docm
         expected = sorted(c.id for p in corpus.manifest.paths() for c in corpus.store.neighbours(p, 0, 10**6))
     assert ids == expected
     assert json.loads(rerun.stdout)["failed"] == []
+
+
+def test_hostile_queries_and_pdf_lines_are_read_in_linear_time():
+    """Whether a query is an identifier lookup is asked of every search (and of the agent's
+    question). Its pattern once scanned the rest of a run like "a-a-a-..." at every word
+    boundary: a 200,000-character query of it took minutes, one request pinning a core. A PDF
+    line of spaces did the same to the dot-leader pattern at ingest."""
+    from docmem.search import identifiers, looks_like_identifier
+
+    def too_slow(*_: object) -> None:
+        raise TimeoutError("identifier pattern is super-linear")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)  # the quadratic pattern needed ~15 minutes here; the linear one ~1 s
+    try:
+        assert not looks_like_identifier("a-" * 100_000)
+        found = identifiers("a-" * 100_000 + "a1")  # the digit is looked for 64 characters ahead at most
+        assert len(found) == 1 and found[0].endswith("a-a-a1") and len(found[0]) <= 70
+        assert identifiers("error E1234 in v1.2.3 or covid-19, not ab") == ["E1234", "v1.2.3", "covid-19"]
+        # a PDF line of spaces: the dot-leader pattern backtracked through the run at every position
+        from ingest.loaders.pdf import _without_leaders
+
+        assert _without_leaders(" " * 400_000 + "x") == "x"
+        assert _without_leaders("2 Linear models ....... 7" + " " * 200_000) == "2 Linear models … 7"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
