@@ -225,7 +225,9 @@ def test_hostile_queries_and_pdf_lines_are_read_in_linear_time():
     """Whether a query is an identifier lookup is asked of every search (and of the agent's
     question). Its pattern once scanned the rest of a run like "a-a-a-..." at every word
     boundary: a 200,000-character query of it took minutes, one request pinning a core. A PDF
-    line of spaces did the same to the dot-leader pattern at ingest."""
+    line of spaces did the same to the dot-leader pattern at ingest, an error page of "<" from
+    an LLM server to the markup stripping of its message, and a reply of a code fence or a
+    tool-call tag followed by whitespace (small models loop on it) to their parsing."""
     from docmem.search import identifiers, looks_like_identifier
 
     def too_slow(*_: object) -> None:
@@ -243,6 +245,18 @@ def test_hostile_queries_and_pdf_lines_are_read_in_linear_time():
 
         assert _without_leaders(" " * 400_000 + "x") == "x"
         assert _without_leaders("2 Linear models ....... 7" + " " * 200_000) == "2 Linear models … 7"
+        # an LLM server's error page of "<" without ">": the tag pattern scanned on from each one
+        from docmem.llm.failures import _untagged
+
+        assert _untagged("<" * 2_000_000).strip() == "<" * 8000
+        # a small model looping on whitespace: a fence or a tool-call tag followed by spaces
+        from docmem.llm.jsonfix import strip_fences, text_tool_calls
+
+        assert strip_fences("```" + " " * 200_000 + "x") == "```" + " " * 200_000 + "x"
+        assert strip_fences("```json\n" + " " * 200_000 + "[1]\n```") == "[1]"
+        call = '<tool_call>{"name": "search", "arguments": {"query": "owls"}}</tool_call>'
+        assert text_tool_calls(call + " " * 200_000 + "x") is None
+        assert [c.name for c in text_tool_calls(call + " " * 200_000)] == ["search"]
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

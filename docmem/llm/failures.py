@@ -119,9 +119,12 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 
 
 def _untagged(text: str) -> str:
-    """An HTML error page (a proxy's 502) as its title, or its text without the markup."""
+    """An HTML error page (a proxy's 502) as its title, or its text without the markup. Only
+    its start is read: the message is cut to one line anyway, and both patterns scan on from
+    every "<", so a long body of them would cost quadratic time."""
     if not text.lstrip().startswith("<"):
         return text
+    text = text[:8000]
     title = _TITLE.search(text)
     return title.group(1) if title and title.group(1).strip() else _TAG.sub(" ", text)
 

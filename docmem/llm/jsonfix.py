@@ -28,11 +28,16 @@ from typing import Any
 __all__ = ["TextCall", "calls_in", "calls_so_far", "loads_lenient", "repair_json_arguments", "strip_fences", "strip_wrapping",
            "text_tool_calls"]
 
-_FENCE = re.compile(r"^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$", re.S)
+# A fence's language tag. Fences and <tool_call> tags are taken apart by scanning, not by one
+# pattern: "^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$" backtracked through every split of a
+# run of spaces (a reply of ``` and 20,000 spaces did not finish in 100 s), and a <tool_call>
+# pattern tried every position of trailing whitespace (quadratic). Small models do loop on
+# whitespace.
+_FENCE_LANGUAGE = re.compile(r"[\w-]*")
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 _CLOSERS = {"{": "}", "[": "]"}
 _LEADING_MARKER = re.compile(r"^\s*(?:\[TOOL_CALLS\]|<\|python_tag\|>)\s*")
-_TAG = re.compile(r"\s*<tool_call>(.*?)(?:</tool_call>|\Z)", re.S)
+_OPEN_TAG, _CLOSE_TAG = "<tool_call>", "</tool_call>"
 _CALL_KEYS = {"name", "arguments", "parameters", "type", "id"}
 
 
@@ -79,8 +84,11 @@ def loads_lenient(raw: str) -> Any:
 
 def strip_fences(text: str) -> str:
     """The body of a markdown code fence (```json ... ```), or ``text`` unchanged."""
-    match = _FENCE.match(text)
-    return match.group(1).strip() if match else text
+    fenced = text.strip()
+    if len(fenced) < 6 or not fenced.startswith("```") or not fenced.endswith("```"):
+        return text
+    inner = fenced[3:-3]
+    return inner[_FENCE_LANGUAGE.match(inner).end():].strip()
 
 
 def _unwrap(value: Any) -> Any:
@@ -170,14 +178,9 @@ def text_tool_calls(text: str | None) -> list[TextCall] | None:
     body = _LEADING_MARKER.sub("", (text or "").strip(), count=1).strip()
     if not body:
         return None
-    if body.startswith("<tool_call>"):
-        pieces, end = [], 0
-        for match in _TAG.finditer(body):
-            if match.start() != end:
-                return None
-            pieces.append(match.group(1).strip())
-            end = match.end()
-        if body[end:].strip():
+    if body.startswith(_OPEN_TAG):
+        pieces = _tagged(body)
+        if pieces is None:
             return None
     else:
         pieces = _fenced_blocks(body) if body.startswith("```") else [body]
@@ -190,6 +193,23 @@ def text_tool_calls(text: str | None) -> list[TextCall] | None:
             return None
         calls += found
     return calls
+
+
+def _tagged(body: str) -> list[str] | None:
+    """The bodies of <tool_call>...</tool_call> one after another, whitespace between them (the
+    last may be unclosed: cut off by max_tokens); None if anything else stands between them."""
+    pieces, rest = [], body
+    while rest:
+        if not rest.startswith(_OPEN_TAG):
+            return None
+        rest = rest[len(_OPEN_TAG):]
+        close = rest.find(_CLOSE_TAG)
+        if close < 0:
+            pieces.append(rest.strip())
+            break
+        pieces.append(rest[:close].strip())
+        rest = rest[close + len(_CLOSE_TAG):].lstrip()
+    return pieces
 
 
 def _calls_of_piece(piece: str, *, last: bool, after: bool) -> list[TextCall]:
