@@ -31,6 +31,10 @@ def chunk_id(doc_hash: str, index: int) -> str:
     return f"{doc_hash[:12]}-{index}"
 
 
+_OPENING_MARK = 0xA5C396E1
+_MARK_BITS = 0x3FFFFFFF  # the 32 bits after the variant's two
+
+
 def point_id(doc_hash: str, index: int, headings: tuple[str, ...] = (), opens_section: bool = False) -> str:
     """A UUID (version 8: laid out by docmem) whose first 64 bits name the chunk's section and
     the rest the chunk. Ordering search results by section reads the section of 50 candidates;
@@ -51,10 +55,6 @@ def point_id(doc_hash: str, index: int, headings: tuple[str, ...] = (), opens_se
         raw[8:12] = (int.from_bytes(raw[:4], "big") ^ _OPENING_MARK).to_bytes(4, "big")
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     return str(uuid.UUID(bytes=bytes(raw)))
-
-
-_OPENING_MARK = 0xA5C396E1
-_MARK_BITS = 0x3FFFFFFF  # the 32 bits after the variant's two
 
 
 def section_of(point_id: str) -> str | None:

@@ -28,12 +28,10 @@ from typing import Any
 __all__ = ["TextCall", "calls_in", "calls_so_far", "loads_lenient", "repair_json_arguments", "strip_fences", "strip_wrapping",
            "text_tool_calls"]
 
-# A fence's language tag. Fences and <tool_call> tags are taken apart by scanning, not by one
-# pattern: "^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$" backtracked through every split of a
-# run of spaces (a reply of ``` and 20,000 spaces did not finish in 100 s), and a <tool_call>
-# pattern tried every position of trailing whitespace (quadratic). Small models do loop on
-# whitespace.
-_FENCE_LANGUAGE = re.compile(r"[\w-]*")
+# Fences and <tool_call> tags are taken apart by scanning, not by one pattern:
+# "^\s*```[\w-]*[ \t]*\n?(.*?)\n?[ \t]*```\s*$" backtracked through every split of a run of
+# spaces (a reply of ``` and 20,000 spaces did not finish in 100 s), and a <tool_call> pattern
+# tried every position of trailing whitespace (quadratic). Small models do loop on whitespace.
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 _CLOSERS = {"{": "}", "[": "]"}
 _LEADING_MARKER = re.compile(r"^\s*(?:\[TOOL_CALLS\]|<\|python_tag\|>)\s*")
@@ -87,8 +85,9 @@ def strip_fences(text: str) -> str:
     fenced = text.strip()
     if len(fenced) < 6 or not fenced.startswith("```") or not fenced.endswith("```"):
         return text
-    inner = fenced[3:-3]
-    return inner[_FENCE_LANGUAGE.match(inner).end():].strip()
+    opening = _FENCE_OPEN.match(fenced)  # ``` and its language tag: backticks end it before the closing fence
+    assert opening is not None
+    return fenced[opening.end():-3].strip()
 
 
 def _unwrap(value: Any) -> Any:
