@@ -18,6 +18,7 @@ from typing import Protocol, Sequence
 
 from docmem.errors import EmbedderUnavailable
 from docmem.store.base import SparseVec
+from docmem.threads import signals_to_main
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,10 @@ class BundledEmbedder:
             )
         self.batch_size = batch_size
         threads = threads or os.cpu_count() or 1
-        self.model = TextEmbedding(model_name=BUNDLED_NAME, specific_model_path=str(bundled_model_path()),
-                                   threads=threads, cuda=False)
-        self.model.model.model = _session_without_spinning(threads)  # type: ignore[attr-defined]
+        with signals_to_main():  # onnxruntime's thread pools start here
+            self.model = TextEmbedding(model_name=BUNDLED_NAME, specific_model_path=str(bundled_model_path()),
+                                       threads=threads, cuda=False)
+            self.model.model.model = _session_without_spinning(threads)  # type: ignore[attr-defined]
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [v.tolist() for v in self.model.embed(list(texts), batch_size=self.batch_size)]

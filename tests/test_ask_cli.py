@@ -137,8 +137,8 @@ def test_ctrl_c_during_an_ask_is_one_line_and_the_session_is_kept(tmp_path, docm
     with FakeOpenAI(model="m") as fake:
         fake.policy = lambda body: {"hang": True}
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DOCMEM_HOME": str(docmem_home)}
-        proc = subprocess.Popen([sys.executable, "-m", "docmem.cli", "ask", "Who lit the lamp?", "--model", "m",
-                                 "--base-url", fake.url, "--session", "night"], env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "docmem.cli", "ask", "Who lit the lamp?",
+                                 "--model", "m", "--base-url", fake.url, "--session", "night"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
@@ -146,7 +146,11 @@ def test_ctrl_c_during_an_ask_is_one_line_and_the_session_is_kept(tmp_path, docm
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # where it is stuck, from faulthandler
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail(f"still running 30 s after Ctrl+C:\n{proc.communicate()[1][-6000:]}")
     assert proc.returncode == 130 and "Traceback" not in err and "Aborted" not in err
     assert "Interrupted: session 'night' is saved" in err and "--session night" in err
     listing = CliRunner().invoke(cli, ["sessions", "--json"]).stdout

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from docmem.errors import DocmemError
 from docmem.schema import JOB_DONE, JOB_FAILED, JOB_PROGRESS, JOB_QUEUED, JobEvent
+from docmem.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class JobQueue:
             queue.append(job)
             self.jobs[job.id] = job
             job.emit(JOB_QUEUED, position=len(queue) - 1)
-        threading.Thread(target=self._run, args=(job, work), name=f"ingest-{job.id}", daemon=True).start()
+        start_thread(self._run, args=(job, work), name=f"ingest-{job.id}")
         return job
 
     def _run(self, job: Job, work: Work) -> None:

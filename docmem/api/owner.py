@@ -31,6 +31,7 @@ from docmem.config import Settings
 from docmem.errors import CorpusInUse, DocmemError
 from docmem.schema import JOB_DONE, JOB_FAILED, JOB_QUEUED, CorpusInfo, IngestOptions, JobEvent, ReadPage, SearchPage
 from docmem.store.corpus import Corpus, corpus_dir, resolve_corpus
+from docmem.threads import start_thread
 
 if TYPE_CHECKING:
     from docmem.agent.loop import Step
@@ -198,9 +199,7 @@ class Docmem:
                 _write_private(owner_record(self.settings, corpus.name),
                                json.dumps({"pid": os.getpid(), "socket": str(server.socket_path)}))
 
-        thread = threading.Thread(target=start, name=f"docmem-serve-{corpus.name}", daemon=True)
-        self._starting.append(thread)
-        thread.start()
+        self._starting.append(start_thread(start, name=f"docmem-serve-{corpus.name}"))
 
     def wait_serving(self) -> None:
         """Until the corpora this process owns are served (their owner records written)."""

@@ -31,6 +31,7 @@ from docmem.config import Settings
 from docmem.errors import DocmemError
 from docmem.protocols import Processor
 from docmem.store.corpus import Corpus
+from docmem.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +255,8 @@ class Batch:
             work.put(item)
         results: queue.Queue[Record | None] = queue.Queue()
         shared = self._shared_scope(plan.state) if self.options.share_memory else None
-        threads = [threading.Thread(target=self._worker, args=(processors[n], work, results, plan, shared),
-                                    name=f"batch-{n}", daemon=True) for n in range(jobs)]
-        for t in threads:
-            t.start()
+        threads = [start_thread(self._worker, args=(processors[n], work, results, plan, shared), name=f"batch-{n}")
+                   for n in range(jobs)]
         total = len(todo)
         self.progress(BatchProgress("start", total, message=_start_message(plan)))
         alive, consecutive, last_report = jobs, 0, time.monotonic()

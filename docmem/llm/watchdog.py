@@ -14,6 +14,8 @@ import threading
 import time
 from typing import Any
 
+from docmem.threads import start_thread
+
 __all__ = ["Watchdog"]
 
 
@@ -32,8 +34,7 @@ class Watchdog:
 
     def __enter__(self) -> Watchdog:
         if self._socket is not None:
-            self._thread = threading.Thread(target=self._watch, daemon=True, name="llm-watchdog")
-            self._thread.start()
+            self._thread = start_thread(self._watch, name="llm-watchdog")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,6 +19,7 @@ from docmem.api.local import LocalService
 from docmem.api.owner import bind_unix
 from docmem.config import Settings
 from docmem.server.app import make_app
+from docmem.threads import start_thread
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,8 @@ class OwnerServer:
             config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5,
                                     lifespan="on" if tcp and self.lifespan else "off")
             server = uvicorn.Server(config)
-            thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                                      name=f"docmem-serve-{'tcp' if token else 'unix'}")
-            thread.start()
+            thread = start_thread(server.run, kwargs={"sockets": [sock]},
+                                  name=f"docmem-serve-{'tcp' if token else 'unix'}")
             self._servers.append((server, thread))
 
     def wait_started(self, timeout: float = 10.0) -> bool:

@@ -17,6 +17,7 @@ from docmem.store.base import (
     DENSE, INTEGER_FIELDS, KEYWORD_FIELDS, SECTION_FIELDS, SPARSE, FusionSpec, Scored, Section, SparseVec,
     VectorQuery, in_stable_order,
 )
+from docmem.threads import signals_to_main
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,12 @@ class EdgeStore:
             vectors=vectors,
             sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         )
-        if (path / "segments").exists() or (path / "wal").exists():
-            self.shard = qe.EdgeShard.load(str(path))
-        else:
+        exists = (path / "segments").exists() or (path / "wal").exists()
+        if not exists:
             path.mkdir(parents=True, exist_ok=True)
-            self.shard = qe.EdgeShard.create(str(path), config)
+        with signals_to_main():  # the shard's search threads start here
+            self.shard = qe.EdgeShard.load(str(path)) if exists else qe.EdgeShard.create(str(path), config)
+        if not exists:
             for name in KEYWORD_FIELDS:
                 self.shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
             for name in INTEGER_FIELDS:
