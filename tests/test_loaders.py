@@ -252,6 +252,22 @@ def test_markdown_title_falls_back_to_front_matter_then_stem(tmp_path):
     assert text_of(document.blocks) == ["Just text.", "More text."]  # --- after a blank: a rule
 
 
+
+def test_markdown_comments_are_not_text(tmp_path):
+    """What a rendered page does not show: an HTML comment, on its lines or inside one, however
+    many lines it spans (Node.js's docs: a YAML block of version history under each API)."""
+    (tmp_path / "os.md").write_text(
+        "# OS\n\n## `os.uptime()`\n\n<!-- YAML\nadded: v0.3.3\nchanges:\n  - pr-url: https://x/1\n-->\n\n"
+        "* Returns: {integer}\n\nThe uptime <!-- TODO: units --> in seconds.\n"
+        "Write `<!-- x -->` for a comment.\n\n```html\n<!-- in code: kept -->\n```\n"
+        "<!-- one --> shown <!-- two\nstill two --> shown too\n")
+    document = load(tmp_path / "os.md")
+    assert text_of(document.blocks) == [
+        "OS", "`os.uptime()`", "* Returns: {integer}",
+        "The uptime  in seconds.\nWrite `<!-- x -->` for a comment.",
+        "```html\n<!-- in code: kept -->\n```", " shown\n shown too"]
+    assert all(b.headings == ("OS", "`os.uptime()`") for b in document.blocks[1:])
+
 RST = """\
 =============
  Field Guide

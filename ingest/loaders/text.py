@@ -75,6 +75,7 @@ def parse_markdown(text: str, fallback_title: str) -> Document:
     paragraph: list[str] = []
     fence: list[str] = []
     fence_marker = ""
+    in_comment = False
 
     def flush() -> None:
         if paragraph:
@@ -97,6 +98,11 @@ def parse_markdown(text: str, fallback_title: str) -> Document:
                 blocks.append(Block("\n".join(fence), headings=headings.path))
                 fence, fence_marker = [], ""
             continue
+        if in_comment or "<!--" in line:
+            kept, in_comment = _uncommented(line, in_comment)
+            if not kept.strip():  # the line was (inside) a comment: nothing a reader sees
+                continue
+            line = kept
         if opening := _FENCE.match(line):
             flush()
             fence, fence_marker = [line], opening.group(1)
@@ -124,6 +130,33 @@ def parse_markdown(text: str, fallback_title: str) -> Document:
     if fence:  # an unclosed fence runs to the end of the document, as in CommonMark
         blocks.append(Block("\n".join(fence), headings=headings.path))
     return Document(title or front_title or fallback_title, blocks)
+
+
+def _uncommented(line: str, in_comment: bool) -> tuple[str, bool]:
+    """The line without its HTML comments (``<!-- ... -->``, which may span lines: a rendered
+    page does not show them; Node.js's docs put a YAML block of version history in one under
+    every API heading, which was most of the words of a short section). Whether a comment is
+    still open after it. A ``<!--`` inside an inline code span stays."""
+    kept: list[str] = []
+    at = ticks = 0  # ticks: backticks in the kept text, odd inside a code span
+    while True:
+        if in_comment:
+            end = line.find("-->", at)
+            if end < 0:
+                return "".join(kept), True
+            at, in_comment = end + 3, False
+        start, scanned = line.find("<!--", at), at
+        while start >= 0:
+            ticks += line.count("`", scanned, start)
+            scanned = start
+            if ticks % 2 == 0:
+                break
+            start = line.find("<!--", start + 4)
+        if start < 0:
+            kept.append(line[at:])
+            return "".join(kept), False
+        kept.append(line[at:start])
+        at, in_comment = start + 4, True
 
 
 def _strip_front_matter(lines: list[str]) -> tuple[list[str], str | None]:
