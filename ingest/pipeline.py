@@ -44,7 +44,8 @@ DEFAULT_OVERLAP = 30
 # 6: DocBook's and Texinfo's "Prev Up Next" panels and Texinfo's index "¶" links are page chrome.
 # 7: so are the Apache manual's site header, footer, breadcrumb and language bars, and any
 #    permalink ("¶", "§", a "#" in a heading).
-# 8: Markdown's HTML comments are not text (Node.js's docs: version history under each API).
+# 8: Markdown's HTML comments are not text (Node.js's docs: version history under each API), nor
+#    is HTML a browser does not show (hidden, display: none).
 EXTRACTION_VERSION = "8"
 DENSE_BATCH = 128
 

@@ -256,8 +256,14 @@ def _class(name: str) -> str:
 # ended by naming its neighbours. The Apache httpd manual has a header and footer of site links
 # ("Modules | Directives | FAQ | ..."), a breadcrumb, a language bar and a sidebar contents list
 # on every page. Any link that is only a pilcrow or section sign is a permalink (Sphinx, Apache,
-# Texinfo's index entries, MkDocs), as is a bare "#" in a heading.
+# Texinfo's index entries, MkDocs), as is a bare "#" in a heading. Text a browser does not show
+# (the ``hidden`` attribute, an inline ``display: none`` or ``visibility: hidden``) is not text of
+# the page either: a reader could not see what a citation of it quotes, and it is where a hostile
+# page hides instructions for the model. A tab panel hidden until its tab is chosen stays.
+_STYLE = "translate(@style, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ ', 'abcdefghijklmnopqrstuvwxyz')"  # lower case, no spaces
 _CHROME = " | ".join((
+    f"//*[(@hidden or contains({_STYLE}, 'display:none') or contains({_STYLE}, 'visibility:hidden'))"
+    " and not(@role='tabpanel')]",
     "//nav", "//footer",
     "//*[@role='navigation' or @role='search' or @role='contentinfo' or @role='banner']",
     f"//div[{_class('navheader')} or {_class('navfooter')} or {_class('nav-panel')}]",  # DocBook, Texinfo 7
@@ -270,7 +276,7 @@ _CHROME = " | ".join((
 ))
 _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
                  "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
-                 "&#167;", "&#xa7;", ">#<")
+                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
