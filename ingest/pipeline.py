@@ -46,7 +46,8 @@ DEFAULT_OVERLAP = 30
 #    permalink ("¶", "§", a "#" in a heading).
 # 8: Markdown's HTML comments are not text (Node.js's docs: version history under each API), nor
 #    is HTML a browser does not show (hidden, display: none).
-EXTRACTION_VERSION = "8"
+# 9: nor Word's hidden text, nor what an HTML mail hides (its body is read as a page).
+EXTRACTION_VERSION = "9"
 DENSE_BATCH = 128
 
 

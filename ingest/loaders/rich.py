@@ -10,6 +10,7 @@ import email
 import email.policy
 import functools
 import importlib
+import io
 import logging
 import os
 import re
@@ -107,9 +108,47 @@ def _partition(kind: str, module: str, name: str, **kwargs: Any) -> list[Any]:
 
 
 def load_docx(path: Path) -> Document:
-    elements = _partition("DOCX", "docx", "partition_docx", filename=str(path))
+    shown = _without_hidden_runs(path)
+    source: dict[str, Any] = {"filename": str(path)} if shown is None else {"file": shown}
+    elements = _partition("DOCX", "docx", "partition_docx", **source)
     blocks = _to_blocks(elements)
     return Document(_first_heading(blocks) or path.stem, blocks)
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+
+
+def _without_hidden_runs(path: Path) -> io.BytesIO | None:
+    """The DOCX without its hidden text (runs marked ``<w:vanish/>``, which Word does not show
+    or print): a reader could not check a citation of it, and a hostile document hides
+    instructions for the model there. None when the body has none (nearly always: then the
+    file is read as it is)."""
+    try:
+        with zipfile.ZipFile(path) as package:
+            body = package.read("word/document.xml")
+            if b"vanish" not in body:
+                return None
+            import lxml.etree
+
+            root = lxml.etree.fromstring(body, lxml.etree.XMLParser(resolve_entities=False, huge_tree=False))
+            for vanish in root.iter(f"{_W}vanish"):
+                value = vanish.get(f"{_W}val", "true").lower()
+                props = vanish.getparent()
+                run = props.getparent() if props is not None else None
+                if value in ("true", "1", "on") and props is not None and props.tag == f"{_W}rPr" \
+                        and run is not None and run.tag == f"{_W}r" and run.getparent() is not None:
+                    run.getparent().remove(run)
+            out = io.BytesIO()
+            with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
+                for item in package.infolist():
+                    data = lxml.etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True) \
+                        if item.filename == "word/document.xml" else package.read(item)
+                    copy.writestr(item, data)
+    except (KeyError, OSError, ValueError, SyntaxError, zipfile.BadZipFile, ImportError) as exc:  # lxml's: SyntaxError
+        logger.debug("hidden text of %s kept: %s", path, exc)
+        return None  # partition_docx reports a damaged file in its own words
+    out.seek(0)
+    return out
 
 
 def load_pptx(path: Path) -> Document:
@@ -154,11 +193,15 @@ def load_eml(path: Path) -> Document:
     search by. Attachments are not indexed (they would need every other format's loader)."""
     with path.open("rb") as handle:
         message = email.message_from_binary_file(handle, policy=email.policy.default)
-    elements = _partition("e-mail", "email", "partition_email", filename=str(path),
-                          process_attachments=False)
     # unstructured prefers the HTML body; a plain-text body has no structure, only guesses.
     body = message.get_body(preferencelist=("html", "plain"))
     html_body = body is not None and body.get_content_type() == "text/html"
+    page = _html_content(body) if html_body else None
+    if page is not None:  # read as a page is: what a mail client does not show is dropped
+        elements = _partition("e-mail", "html", "partition_html", text=_without_chrome(page))
+    else:
+        elements = _partition("e-mail", "email", "partition_email", filename=str(path),
+                              process_attachments=False)
     blocks = _to_blocks(elements, is_structural=lambda e: html_body)
     envelope = "\n".join(
         f"{name}: {_header(message, name)}"
@@ -172,6 +215,17 @@ def load_eml(path: Path) -> Document:
     if attachments:
         warnings.append(f"{attachments} attachment(s) not indexed")
     return Document(_header(message, "Subject") or path.stem, blocks, warnings=warnings)
+
+
+def _html_content(body: Any) -> str | None:
+    """An HTML body decoded, for the page's own loader: hidden text (``display: none``, the
+    commonest trick of HTML mail, for a "preheader" or for instructions to the model) is then
+    dropped as in any page. None if its charset is unknown (unstructured reads it as before)."""
+    try:
+        content = body.get_content()
+    except (LookupError, ValueError, AttributeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 def load_epub(path: Path) -> Document:
