@@ -138,8 +138,8 @@ def test_ctrl_c_during_an_ask_is_one_line_and_the_session_is_kept(tmp_path, docm
         fake.policy = lambda body: {"hang": True}
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DOCMEM_HOME": str(docmem_home)}
         proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "docmem.cli", "ask", "Who lit the lamp?",
-                                 "--model", "m", "--base-url", fake.url, "--session", "night"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
+                                 "--model", "m", "--base-url", fake.url, "--session", "night"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 60
         while not fake.chat_requests:  # the call to the model is under way

@@ -131,12 +131,9 @@ def _without_hidden_runs(path: Path) -> io.BytesIO | None:
             import lxml.etree
 
             root = lxml.etree.fromstring(body, lxml.etree.XMLParser(resolve_entities=False, huge_tree=False))
-            for vanish in root.iter(f"{_W}vanish"):
-                value = vanish.get(f"{_W}val", "true").lower()
-                props = vanish.getparent()
-                run = props.getparent() if props is not None else None
-                if value in ("true", "1", "on") and props is not None and props.tag == f"{_W}rPr" \
-                        and run is not None and run.tag == f"{_W}r" and run.getparent() is not None:
+            for run in list(root.iter(f"{_W}r")):
+                vanish = run.find(f"{_W}rPr/{_W}vanish")
+                if vanish is not None and vanish.get(f"{_W}val", "true").lower() in ("true", "1", "on"):
                     run.getparent().remove(run)
             out = io.BytesIO()
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as copy:
