@@ -47,7 +47,8 @@ DEFAULT_OVERLAP = 30
 # 8: Markdown's HTML comments are not text (Node.js's docs: version history under each API), nor
 #    is HTML a browser does not show (hidden, display: none).
 # 9: nor Word's hidden text, nor what an HTML mail hides (its body is read as a page).
-EXTRACTION_VERSION = "9"
+# 10: nor reStructuredText's comments.
+EXTRACTION_VERSION = "10"
 DENSE_BATCH = 128
 
 

@@ -299,6 +299,17 @@ The grey heron waits.
 """
 
 
+
+def test_rst_comments_are_not_text(tmp_path):
+    """docutils renders nothing of a comment, its indented block included; directives, targets,
+    footnotes and substitutions are not comments."""
+    (tmp_path / "c.rst").write_text(
+        "Guide\n=====\n\n.. TODO: rewrite this section\n   before the release.\n\n   Still the comment.\n\n"
+        "Shown.\n\n.. note:: A note.\n\n.. [1] A footnote.\n\n.. |logo| image:: logo.png\n\n..\n\n"
+        "Also shown.\n")
+    assert text_of(load(tmp_path / "c.rst").blocks) == [
+        "Guide", "Shown.", ".. note:: A note.", ".. [1] A footnote.", ".. |logo| image:: logo.png", "Also shown."]
+
 def test_rst_section_levels(tmp_path):
     path = tmp_path / "guide.rst"
     path.write_text(RST)

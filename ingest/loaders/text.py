@@ -192,8 +192,13 @@ def parse_rst(text: str, fallback_title: str) -> Document:
     body: list[str] = []
 
     def flush() -> None:
+        in_comment = False  # a comment's indented block goes with it, blank lines and all
         for paragraph in _paragraphs(body):
-            _append_rst_paragraph(blocks, paragraph, headings.path)
+            if _is_rst_comment(paragraph):
+                in_comment = paragraph.strip() != ".."  # a bare ".." (an empty comment) ends there
+            elif not (in_comment and paragraph[:1].isspace()):
+                in_comment = False
+                _append_rst_paragraph(blocks, paragraph, headings.path)
         body.clear()
 
     i = 0
@@ -215,6 +220,21 @@ def parse_rst(text: str, fallback_title: str) -> Document:
         i += consumed
     flush()
     return Document(title or fallback_title, blocks)
+
+
+def _is_rst_comment(paragraph: str) -> bool:
+    """``.. text`` that is not a directive (``.. name::``), a target (``.. _x:``), a footnote or
+    citation (``.. [x]``) or a substitution (``.. |x|``): docutils renders nothing of it."""
+    first = paragraph.split("\n", 1)[0].rstrip()
+    if first == "..":
+        return True
+    if not first.startswith(".. "):
+        return False
+    rest = first[3:].lstrip()
+    if rest[:1] in ("_", "[", "|"):
+        return False
+    name, directive, _ = rest.partition("::")
+    return not (directive and name and not any(c.isspace() for c in name))
 
 
 def _rst_title_at(lines: list[str], i: int) -> tuple[str, tuple[str, bool], int] | None:
