@@ -82,6 +82,17 @@ def section_spans(questions: list[dict[str, Any]]) -> dict[int, list[tuple[int, 
     return spans
 
 
+def is_labelled_gold(q: dict[str, Any], spans: list[tuple[int, int]] | None, chunk: Any) -> bool:
+    """The stricter test a reader (or a harness that reads the result's heading) applies: the
+    hit is filed under the gold section, its last heading one of the gold headings, and is a
+    chunk of it. A chunk that only overlaps the section (packed after another section, or
+    reaching into it by its overlap) does not count. Page-range questions as ``is_gold``."""
+    if "pages" in q:
+        return is_gold(q, spans, chunk)
+    golds = {_norm(s) for s in q.get("sections", ())}
+    return bool(chunk.headings) and _norm(chunk.headings[-1]) in golds and is_gold(q, spans, chunk)
+
+
 def is_gold(q: dict[str, Any], spans: list[tuple[int, int]] | None, chunk: Any) -> bool:
     if chunk.path != q["file"]:
         return False

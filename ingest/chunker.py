@@ -3,9 +3,12 @@
 A document's blocks are joined into one extracted text; chunks are spans of it, so each
 keeps its exact character span, page and heading path. Cuts fall between blocks where
 possible, then between sentences, then between words, never inside a word. A heading
-starts a new chunk once the current one is reasonably full, and such a chunk needs no
-overlap. Other consecutive chunks overlap by about ``overlap`` tokens of the previous one,
-snapped to a word start.
+starts a new chunk as soon as the current one holds any text under its own heading, and
+such a chunk needs no overlap: a chunk never spans two sections, so its heading path names
+the section all of its text comes from (short sections had been packed into the chunk of the
+section before them and filed under its heading: a citation named the wrong section, and
+the section could not be found by its own heading). Other consecutive chunks overlap by
+about ``overlap`` tokens of the previous one, snapped to a word start.
 """
 
 from __future__ import annotations
@@ -145,8 +148,9 @@ class Chunker:
         groups: list[tuple[list[_Piece], int]] = []  # pieces and their tokens
         current: list[_Piece] = []
         used = 0
+        has_body = False  # the current chunk holds more than headings
         for piece in pieces:
-            heading_cut = piece.block.is_heading and piece.opens_block and used >= self.max_tokens // 3
+            heading_cut = piece.block.is_heading and piece.opens_block and has_body
             # A chunk led by a heading gets no overlap prefix, so it may use the whole size:
             # a heading is never left alone in a chunk because its first paragraph is long.
             led_by_heading = bool(current) and current[0].block.is_heading and current[0].opens_block
@@ -154,9 +158,10 @@ class Chunker:
             cost = piece.tokens + (1 if current else 0)  # the blank line between blocks is a token
             if current and (used + cost > budget or heading_cut):
                 groups.append((current, used))
-                current, used, cost = [], 0, piece.tokens
+                current, used, cost, has_body = [], 0, piece.tokens, False
             current.append(piece)
             used += cost
+            has_body = has_body or not piece.block.is_heading
         if current:
             groups.append((current, used))
 

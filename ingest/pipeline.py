@@ -48,7 +48,9 @@ DEFAULT_OVERLAP = 30
 #    is HTML a browser does not show (hidden, display: none).
 # 9: nor Word's hidden text, nor what an HTML mail hides (its body is read as a page).
 # 10: nor reStructuredText's comments.
-EXTRACTION_VERSION = "10"
+# 11: a chunk never spans two sections (a heading cuts as soon as the chunk holds text); more
+#     generators' chrome (MkDocs, Read the Docs theme, Doxygen), zero-width characters.
+EXTRACTION_VERSION = "11"
 DENSE_BATCH = 128
 
 

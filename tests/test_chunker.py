@@ -133,3 +133,27 @@ def test_chunking_time_grows_linearly_with_size(shape):
     # or a collection pause (seen once: 42x under a load of 15); a quadratic cost is in every run.
     ratio = min(_cpu_seconds(large) for _ in range(3)) / max(min(_cpu_seconds(small) for _ in range(3)), 1e-3)
     assert ratio < 16, f"8x the text took {ratio:.0f}x the time"  # linear: ~8; quadratic: ~64
+
+
+def test_a_short_section_gets_a_chunk_of_its_own_under_its_own_heading():
+    # FAQ-like pages: sections of a sentence or two had been packed into the chunk of the
+    # section before them, filed under its heading, so "Issue Tracker" was cited as
+    # "Questions and Answers" and could not be found by its own heading.
+    doc = Document("FAQ", [
+        Block("FAQ", headings=("FAQ",), is_heading=True),
+        Block("Help", headings=("FAQ", "Help"), is_heading=True),
+        Block("Questions and Answers", headings=("FAQ", "Help", "Questions and Answers"), is_heading=True),
+        Block("Ask on the mailing list.", headings=("FAQ", "Help", "Questions and Answers")),
+        Block("Issue Tracker", headings=("FAQ", "Help", "Issue Tracker"), is_heading=True),
+        Block("File bugs on the tracker.", headings=("FAQ", "Help", "Issue Tracker")),
+        Block("Licence", headings=("FAQ", "Licence"), is_heading=True),
+        Block("BSD.", headings=("FAQ", "Licence")),
+    ])
+    chunks = Chunker(200, 30).chunk(doc, doc_hash="e" * 64, path="faq.html")
+    assert [(c.headings[-1], c.text) for c in chunks] == [
+        ("Questions and Answers", "FAQ\n\nHelp\n\nQuestions and Answers\n\nAsk on the mailing list."),
+        ("Issue Tracker", "Issue Tracker\n\nFile bugs on the tracker."),
+        ("Licence", "Licence\n\nBSD."),
+    ]
+    assert all(c.opens_section for c in chunks)
+    assert [c.char_start for c in chunks[1:]] == [c.char_end + 2 for c in chunks[:-1]]  # no overlap across sections

@@ -239,11 +239,11 @@ def test_changed_chunk_settings_rechunk_everything(tmp_path):
 
     root = _tree(tmp_path)
     first = _ingest(load_settings(chunk_tokens=200, chunk_overlap=30), [root])
-    again = _ingest(load_settings(chunk_tokens=40, chunk_overlap=5), [root])
+    again = _ingest(load_settings(chunk_tokens=16, chunk_overlap=2), [root])
     assert sorted(again.updated) == ["guide.md", "sub/notes.txt"]
-    assert "chunk settings changed from 200/30 to 40/5" in again.notes[0]
+    assert "chunk settings changed from 200/30 to 16/2" in again.notes[0]
     assert again.chunks_written > first.chunks_written
-    forced = _ingest(load_settings(chunk_tokens=40, chunk_overlap=5), [root], force=True)
+    forced = _ingest(load_settings(chunk_tokens=16, chunk_overlap=2), [root], force=True)
     assert sorted(forced.updated) == ["guide.md", "sub/notes.txt"] and not forced.notes
     with open_corpus(load_settings()) as corpus:
         assert corpus.store.count() == again.chunks_written  # old chunks replaced, not added

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import re
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
@@ -33,6 +34,9 @@ _SKIPPED = {"PageBreak", "Header", "Footer", "PageNumber", "Image"}
 # section in two and filed the text after the box, and the next subsections, under "Tip".
 _ADMONITIONS = {"note", "notes", "tip", "tips", "hint", "warning", "caution", "important", "danger",
                 "attention", "see also", "example", "remark"}
+# Characters that are not text: zero-width space (Javadoc writes one before each signature's
+# parenthesis), word joiner and byte-order mark. Left in, they stay in cited text and split words.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u2060\ufeff"))
 _DAMAGED_FILE_ERRORS = {
     "PackageNotFoundError", "XMLSyntaxError", "InvalidXmlError", "UnprocessableEntityError"}
 
@@ -251,7 +255,7 @@ def _to_blocks(
     list_open = False
     for element in elements:
         category = getattr(element, "category", type(element).__name__)
-        text = (element.text or "").strip()
+        text = (element.text or "").translate(_INVISIBLE).strip()
         if category in _SKIPPED or not text:
             continue
         element_page = getattr(element.metadata, "page_number", None)
@@ -311,6 +315,12 @@ def _class(name: str) -> str:
 # (the ``hidden`` attribute, an inline ``display: none`` or ``visibility: hidden``) is not text of
 # the page either: a reader could not see what a citation of it quotes, and it is where a hostile
 # page hides instructions for the model. A tab panel hidden until its tab is chosen stays.
+# Generators met later (bench/README.md, section 3f): Bootstrap's navbar and the pop-ups a
+# script opens (MkDocs' search and keyboard-help dialogs, whose titles had become headings of
+# the page's last section), the version bar of the Read the Docs theme, a table of contents
+# kept by id (Asciidoctor, org-mode, Haddock's package bar), Doxygen's title area, path,
+# summary links, footer and "◆" permalinks, and any "headerlink" (the Read the Docs theme's is
+# an icon font's private-use character, which had ended every heading path).
 _STYLE = "translate(@style, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ ', 'abcdefghijklmnopqrstuvwxyz')"  # lower case, no spaces
 _CHROME = " | ".join((
     f"//*[(@hidden or contains({_STYLE}, 'display:none') or contains({_STYLE}, 'visibility:hidden'))"
@@ -324,10 +334,22 @@ _CHROME = " | ".join((
     f"//*[{_class('breadcrumb')} or {_class('breadcrumbs')}]",
     "//a[normalize-space(.)='\u00b6' or normalize-space(.)='\u00a7']",
     "//*[self::h1 or self::h2 or self::h3 or self::h4 or self::h5 or self::h6]//a[normalize-space(.)='#']",
+    f"//*[{_class('navbar')} or {_class('bs-sidebar')} or {_class('rst-versions')} or {_class('modal')}]",
+    "//*[@role='dialog' or @role='alertdialog']", "//dialog[not(@open)]",
+    "//*[@id='toc' or @id='TOC' or @id='table-of-contents' or @id='package-header']",
+    f"//div[@id='titlearea' or @id='nav-path' or {_class('navpath')}]",  # Doxygen
+    f"//div[{_class('header')}]/div[{_class('summary')}]", f"//*[self::hr or self::address][{_class('footer')}]",
+    f"//a[{_class('headerlink')}]", f"//span[{_class('permalink')}]",
 ))
+# Doxygen titles a page in a div, and puts each member's title (h2.memtitle) at the level of
+# the group it belongs to ("Member Function Documentation"): as headings they are the page's
+# h1 and its groups' subsections.
+_RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"), (f"//h2[{_class('memtitle')}]", "h3"))
 _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
                  "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
-                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :")
+                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "headerlink", "navbar",
+                 "bs-sidebar", "rst-versions", "modal", "dialog", "toc", "table-of-contents", "package-header",
+                 "titlearea", "nav-path", "navpath", "permalink", "headertitle", "memtitle")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
@@ -345,16 +367,25 @@ def _without_chrome(text: str) -> str:
         # An XHTML page (DocBook's) opens with an XML declaration naming its encoding, which lxml
         # refuses in text already decoded: without this its chrome was always kept.
         root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1))
-        found = root.xpath(_CHROME)
-        if not found:
+        found = root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
+        retitled = [(element, tag) for path, tag in _RETITLED for element in root.xpath(path)]
+        if not found and not retitled:
             return text
         for element in found:
             if element.getparent() is not None:
                 element.drop_tree()
+        for element, tag in retitled:
+            element.tag = tag
         return lxml.html.tostring(root, encoding="unicode")
     except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
         logger.debug("page chrome kept: %s", exc)
         return text
+
+
+def _is_icon(text: str) -> bool:
+    """A link that is one private-use character: an icon font's glyph (a permalink), no text."""
+    text = text.strip()
+    return len(text) == 1 and unicodedata.category(text) == "Co"
 
 
 class _TitleParser(HTMLParser):
