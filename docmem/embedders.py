@@ -79,12 +79,18 @@ def _session_without_spinning(threads: int):  # type: ignore[no-untyped-def]
 
 
 class BundledEmbedder:
-    """all-MiniLM-L6-v2 int8 from package data; every core through onnxruntime's threads."""
+    """all-MiniLM-L6-v2 int8 from package data; every core through onnxruntime's threads.
+
+    One text a run (``batch_size`` 1): the int8 model quantizes its activations per run, so in a
+    batch a text's vector depended on the other texts in it (a re-ingest moved ranks by a
+    question or two), and a batch is padded to its longest text. One at a time, the vector of a
+    text is always the same, as a query's is, and the fill ran faster, not slower (bench/README.md,
+    section 3f: ~1.3x on 1,200 chunks); retrieval is the same within a question or two."""
 
     spec = BUNDLED
     dim = BUNDLED_DIM
 
-    def __init__(self, threads: int | None = None, batch_size: int = 32) -> None:
+    def __init__(self, threads: int | None = None, batch_size: int = 1) -> None:
         try:
             from fastembed import TextEmbedding
             from fastembed.common.model_description import ModelSource, PoolingType
