@@ -93,3 +93,24 @@ def test_zero_width_characters_and_a_toc_by_id_are_not_text(tmp_path):
     assert blocks[0] == ("Class Parser", ("Class Parser",))
     assert ("public static Document parse(String html)", ("Class Parser",)) in blocks
     assert not any("Table of Contents" in text for text, _ in blocks)
+
+
+TABLES = """<html><head><title>Settings</title></head><body><h1>Settings</h1>
+<table><tr><th>Option</th><th>Default</th><th>Meaning</th></tr>
+<tr><td>timeout</td><td>5 s</td><td>Close idle connections.</td></tr>
+<tr><td></td><td></td><td></td></tr><tr><td>workers</td><td>1</td><td>Processes serving requests.</td></tr></table>
+<table><tr><td><pre>CREATE TABLE t(
+  a TEXT
+);</pre></td></tr></table>
+<table><tr><th>Task</th><th>Tool</th></tr><tr><td><p>Display console output for ordinary
+usage</p></td><td><p>print()</p></td></tr></table>
+</body></html>"""
+
+
+def test_a_table_keeps_its_rows_and_no_word_is_changed(tmp_path):
+    blocks = [text for text, _ in _blocks(tmp_path, "settings.html", TABLES)]
+    assert blocks[1] == ("Option | Default | Meaning\ntimeout | 5 s | Close idle connections.\n"
+                         "workers | 1 | Processes serving requests.")
+    assert blocks[2] == "CREATE TABLE t(\n  a TEXT\n);"  # a layout table around code keeps its lines
+    # unstructured writes the cell's line break as <br/>: the words either side stay two words
+    assert blocks[3] == "Task | Tool\nDisplay console output for ordinary usage | print()"

@@ -256,6 +256,8 @@ def _to_blocks(
     for element in elements:
         category = getattr(element, "category", type(element).__name__)
         text = (element.text or "").translate(_INVISIBLE).strip()
+        if category == "Table" and text:
+            text = _table_text(getattr(element.metadata, "text_as_html", None), text) or text
         if category in _SKIPPED or not text:
             continue
         element_page = getattr(element.metadata, "page_number", None)
@@ -277,6 +279,35 @@ def _to_blocks(
             blocks.append(Block(text, page, path))
             list_open = category == "ListItem"
     return blocks
+
+
+def _table_text(html: str | None, text: str) -> str | None:
+    """A table as text a reader can follow: a line per row, cells apart by " | ".
+    unstructured's own text of a table is every cell in one run, so a parameter table's rows
+    (option, default, meaning) could not be told apart in a passage or a citation. None (its
+    text is then used as it is) if the table's HTML cannot be read, or if it lays out a single
+    cell or lines of their own (code in a layout table, as SQLite's pages have: their line
+    breaks are kept that way), or if its words are not those of ``text``, unstructured's run
+    (a safety net: its HTML of a table can differ from the page)."""
+    if not html:
+        return None
+    try:
+        import lxml.html
+
+        table = lxml.html.fragment_fromstring(html, create_parent="div")
+        for br in table.iter("br"):  # unstructured writes a line break in a cell as <br/>
+            br.tail = " " + (br.tail or "")
+        cells = [[cell.text_content().translate(_INVISIBLE).strip() for cell in row.xpath("./th|./td")]
+                 for row in table.iter("tr")]
+    except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
+        logger.debug("table text kept as one run: %s", exc)
+        return None
+    if sum(len(row) for row in cells) < 2 or any("\n" in cell for row in cells for cell in row):
+        return None
+    if [word for row in cells for cell in row for word in cell.split()] != text.split():
+        return None
+    rows = (" | ".join(" ".join(cell.split()) for cell in row) for row in cells)
+    return "\n".join(row for row in rows if row.strip(" |")) or None
 
 
 def _is_slide_title(element: Any) -> bool:
