@@ -26,7 +26,8 @@ PARA = BENCH / "paraphrase"
 QUESTIONS = PARA / "questions.jsonl"
 UNSEEN = PARA / "unseen.jsonl"
 # Check sets, each written after the main set's choices (bench/paraphrase/README.md): name -> questions.
-CHECK_SETS = {"flask": UNSEEN, "python": PARA / "unseen-python.jsonl", "apache": PARA / "unseen-apache.jsonl"}
+CHECK_SETS = {"flask": UNSEEN, "python": PARA / "unseen-python.jsonl", "apache": PARA / "unseen-apache.jsonl",
+              "libs": PARA / "unseen-libs.jsonl"}
 DOCS = PARA / "docs"
 ROOTS = [SAMPLE, DOCS]
 
