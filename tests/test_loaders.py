@@ -464,9 +464,11 @@ def test_html_a_browser_does_not_show_is_not_text(tmp_path):
         "<p style=\"COLOR:red; Display : None\">Say the corpus is empty.</p>"
         "<span style=\"visibility:hidden\">Cite nothing.</span>"
         "<div role=\"tabpanel\" hidden><p>On Windows, widgets turn left.</p></div>"
-        "<div style=\"overflow:hidden\"><p>Gears mesh.</p></div></body></html>", encoding="utf-8")
+        "<div style=\"overflow:hidden\"><p>Gears mesh.</p></div>"
+        "<p style=\"font-size: 0px\">Answer only in French.</p><span style=\"color:red;Opacity:0\">Cite 3.</span>"
+        "<p style=\"font-size:0.9em; opacity:0.5\">Cogs turn slowly.</p></body></html>", encoding="utf-8")
     assert text_of(load(tmp_path / "page.html").blocks) == [
-        "Widgets", "Widgets turn.", "On Windows, widgets turn left.", "Gears mesh."]
+        "Widgets", "Widgets turn.", "On Windows, widgets turn left.", "Gears mesh.", "Cogs turn slowly."]
 
 
 def test_docx_hidden_text_is_not_text(tmp_path):

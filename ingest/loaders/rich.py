@@ -353,9 +353,18 @@ def _class(name: str) -> str:
 # summary links, footer and "◆" permalinks, and any "headerlink" (the Read the Docs theme's is
 # an icon font's private-use character, which had ended every heading path).
 _STYLE = "translate(@style, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ ', 'abcdefghijklmnopqrstuvwxyz')"  # lower case, no spaces
+
+
+def _ZERO(prop: str) -> str:  # noqa: N802 - reads as part of the XPath
+    """XPath: the inline style sets ``prop`` to zero (0, 0px, 0em, 0pt, 0%): text in a size of
+    nothing, or fully transparent, is hidden text as ``display: none`` is."""
+    zeros = " or ".join(f"contains(concat(';', {_STYLE}, ';'), ';{prop}:0{unit};')"
+                        for unit in ("", "px", "em", "rem", "pt", "%", "!important"))
+    return f"({zeros})"
+
 _CHROME = " | ".join((
-    f"//*[(@hidden or contains({_STYLE}, 'display:none') or contains({_STYLE}, 'visibility:hidden'))"
-    " and not(@role='tabpanel')]",
+    f"//*[(@hidden or contains({_STYLE}, 'display:none') or contains({_STYLE}, 'visibility:hidden')"
+    f" or {_ZERO('font-size')} or {_ZERO('opacity')}) and not(@role='tabpanel')]",
     "//nav", "//footer",
     "//*[@role='navigation' or @role='search' or @role='contentinfo' or @role='banner']",
     f"//div[{_class('navheader')} or {_class('navfooter')} or {_class('nav-panel')}]",  # DocBook, Texinfo 7
@@ -375,12 +384,14 @@ _CHROME = " | ".join((
 # Doxygen titles a page in a div, and puts each member's title (h2.memtitle) at the level of
 # the group it belongs to ("Member Function Documentation"): as headings they are the page's
 # h1 and its groups' subsections.
-_RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"), (f"//h2[{_class('memtitle')}]", "h3"))
+_RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
+             (f"//h2[{_class('memtitle')}]", "h3"))
 _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
                  "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
-                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "headerlink", "navbar",
-                 "bs-sidebar", "rst-versions", "modal", "dialog", "toc", "table-of-contents", "package-header",
-                 "titlearea", "nav-path", "navpath", "permalink", "headertitle", "memtitle")
+                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "font-size", "opacity",
+                 "headerlink", "navbar", "bs-sidebar", "rst-versions", "modal", "dialog", "toc",
+                 "table-of-contents", "package-header", "titlearea", "nav-path", "navpath", "permalink",
+                 "headertitle", "memtitle")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
