@@ -114,3 +114,29 @@ def test_a_table_keeps_its_rows_and_no_word_is_changed(tmp_path):
     assert blocks[2] == "CREATE TABLE t(\n  a TEXT\n);"  # a layout table around code keeps its lines
     # unstructured writes the cell's line break as <br/>: the words either side stay two words
     assert blocks[3] == "Task | Tool\nDisplay console output for ordinary usage | print()"
+
+
+# unstructured drops <details> and <figure> with all they hold; a FAQ of collapsed answers (and
+# all of rustdoc's documentation) was lost. Furo's drawers and "Back to top", the PyData theme's
+# previous / next bar, and Sphinx's "[source]" link are chrome.
+SPHINX_THEMES_AND_DETAILS = """<html><head><title>FAQ</title></head><body>
+<header class="mobile-header"><a href="i.html">structlog</a></header>
+<aside class="sidebar-drawer"><div class="sidebar-tree"><ul><li><a href="a.html">API</a></li></ul></div></aside>
+<article><a class="back-to-top" href="#">Back to top</a>
+<h1>FAQ</h1>
+<details><summary>Can I run it offline?</summary><p>Yes, nothing is downloaded.</p></details>
+<figure><img src="flow.png"/><figcaption>Figure 1: how a request flows.</figcaption></figure>
+<dl class="py function"><dt>parse(text)<a class="reference internal" href="_modules/m.html">
+<span class="viewcode-link"><span class="pre">[source]</span></span></a></dt><dd><p>Parse the text.</p></dd></dl>
+<table><caption>Table 1. Flags</caption><tr><th>Flag</th><th></th><th>Meaning</th></tr>
+<tr><td>-b</td><td></td><td>bold</td></tr></table>
+</article>
+<aside class="toc-drawer"><div class="toc-title">On this page</div></aside>
+<div class="prev-next-area"><a href="p.html">previous Install</a><a href="n.html">next API</a></div>
+</body></html>"""
+
+
+def test_collapsed_answers_and_figure_captions_are_kept_and_theme_chrome_dropped(tmp_path):
+    assert [text for text, _ in _blocks(tmp_path, "faq.html", SPHINX_THEMES_AND_DETAILS)] == [
+        "FAQ", "Can I run it offline?", "Yes, nothing is downloaded.", "Figure 1: how a request flows.",
+        "parse(text)", "Parse the text.", "Table 1. Flags\nFlag | Meaning\n-b | bold"]

@@ -299,15 +299,18 @@ def _table_text(html: str | None, text: str) -> str | None:
             br.tail = " " + (br.tail or "")
         cells = [[cell.text_content().translate(_INVISIBLE).strip() for cell in row.xpath("./th|./td")]
                  for row in table.iter("tr")]
+        caption = " ".join(" ".join(c.text_content().translate(_INVISIBLE).split()) for c in table.iter("caption"))
     except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
         logger.debug("table text kept as one run: %s", exc)
         return None
     if sum(len(row) for row in cells) < 2 or any("\n" in cell for row in cells for cell in row):
         return None
-    if [word for row in cells for cell in row for word in cell.split()] != text.split():
+    if caption.split() + [word for row in cells for cell in row for word in cell.split()] != text.split():
         return None
-    rows = (" | ".join(" ".join(cell.split()) for cell in row) for row in cells)
-    return "\n".join(row for row in rows if row.strip(" |")) or None
+    width = max(len(row) for row in cells)
+    used = [j for j in range(width) if any(j < len(row) and row[j] for row in cells)]  # no empty spacer columns
+    rows = (" | ".join(" ".join(row[j].split()) for j in used if j < len(row)) for row in cells)
+    return "\n".join(([caption] if caption else []) + [row for row in rows if row.strip(" |")]) or None
 
 
 def _is_slide_title(element: Any) -> bool:
@@ -351,7 +354,10 @@ def _class(name: str) -> str:
 # the page's last section), the version bar of the Read the Docs theme, a table of contents
 # kept by id (Asciidoctor, org-mode, Haddock's package bar), Doxygen's title area, path,
 # summary links, footer and "◆" permalinks, and any "headerlink" (the Read the Docs theme's is
-# an icon font's private-use character, which had ended every heading path).
+# an icon font's private-use character, which had ended every heading path). Then: Furo's
+# sidebar, contents drawer and "Back to top", the previous / next bar and contents box of the
+# PyData and Book themes, Sphinx's "[source]" links, rustdoc's "source · [−]" and version
+# marks, RDoc's "click to toggle source", pod2html's page index.
 _STYLE = "translate(@style, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ ', 'abcdefghijklmnopqrstuvwxyz')"  # lower case, no spaces
 
 
@@ -380,18 +386,30 @@ _CHROME = " | ".join((
     f"//div[@id='titlearea' or @id='nav-path' or {_class('navpath')}]",  # Doxygen
     f"//div[{_class('header')}]/div[{_class('summary')}]", f"//*[self::hr or self::address][{_class('footer')}]",
     f"//a[{_class('headerlink')}]", f"//span[{_class('permalink')}]",
+    f"//aside[{_class('sidebar-drawer')} or {_class('toc-drawer')}]", f"//header[{_class('mobile-header')}]",
+    f"//a[{_class('back-to-top')}]", f"//div[{_class('prev-next-area')} or {_class('tocsection')}]",  # Sphinx themes
+    f"//a[.//span[{_class('viewcode-link')}]]",  # Sphinx's "[source]"
+    f"//span[{_class('out-of-band')}] | //summary[{_class('hideme')}]"
+    f" | //span[{_class('rightside')}][.//a[{_class('srclink')}]]",  # rustdoc
+    f"//span[{_class('method-click-advice')}]", "/html/body/ul[@id='index']",  # RDoc, pod2html
 ))
 # Doxygen titles a page in a div, and puts each member's title (h2.memtitle) at the level of
 # the group it belongs to ("Member Function Documentation"): as headings they are the page's
 # h1 and its groups' subsections.
 _RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
-             (f"//h2[{_class('memtitle')}]", "h3"))
+             (f"//h2[{_class('memtitle')}]", "h3"),
+             # unstructured drops a <details> or <figure> with all it holds ("likely boilerplate"):
+             # a FAQ's collapsed answers, all of rustdoc's documentation, every figure caption.
+             # As plain blocks they are read like the rest of the page.
+             ("//details | //summary | //figure | //figcaption", "div"))
 _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
                  "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
                  "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "font-size", "opacity",
                  "headerlink", "navbar", "bs-sidebar", "rst-versions", "modal", "dialog", "toc",
                  "table-of-contents", "package-header", "titlearea", "nav-path", "navpath", "permalink",
-                 "headertitle", "memtitle")
+                 "headertitle", "memtitle", "<details", "<figure", "sidebar-drawer", "toc-drawer",
+                 "mobile-header", "back-to-top", "prev-next-area", "tocsection", "viewcode-link",
+                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"')
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
