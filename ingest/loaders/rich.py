@@ -361,7 +361,7 @@ def _class(name: str) -> str:
 _STYLE = "translate(@style, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ ', 'abcdefghijklmnopqrstuvwxyz')"  # lower case, no spaces
 
 
-def _ZERO(prop: str) -> str:  # noqa: N802 - reads as part of the XPath
+def _zero_style(prop: str) -> str:
     """XPath: the inline style sets ``prop`` to zero (0, 0px, 0em, 0pt, 0%): text in a size of
     nothing, or fully transparent, is hidden text as ``display: none`` is."""
     zeros = " or ".join(f"contains(concat(';', {_STYLE}, ';'), ';{prop}:0{unit};')"
@@ -370,7 +370,7 @@ def _ZERO(prop: str) -> str:  # noqa: N802 - reads as part of the XPath
 
 _CHROME = " | ".join((
     f"//*[(@hidden or contains({_STYLE}, 'display:none') or contains({_STYLE}, 'visibility:hidden')"
-    f" or {_ZERO('font-size')} or {_ZERO('opacity')}) and not(@role='tabpanel')]",
+    f" or {_zero_style('font-size')} or {_zero_style('opacity')}) and not(@role='tabpanel')]",
     "//nav", "//footer",
     "//*[@role='navigation' or @role='search' or @role='contentinfo' or @role='banner']",
     f"//div[{_class('navheader')} or {_class('navfooter')} or {_class('nav-panel')}]",  # DocBook, Texinfo 7
@@ -416,7 +416,8 @@ _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 
 def _without_chrome(text: str) -> str:
-    """The page without its chrome (``_CHROME``); the page as it is if it has none or lxml
+    """The page without its chrome (``_CHROME``), and with the elements of ``_RETITLED`` given
+    the tag unstructured should read them by; the page as it is if it has neither or lxml
     cannot parse it (unstructured then gets the same text it always did)."""
     lowered = text[:1_000_000].lower()
     if not any(hint in lowered for hint in _CHROME_HINTS):
