@@ -140,3 +140,11 @@ def test_collapsed_answers_and_figure_captions_are_kept_and_theme_chrome_dropped
     assert [text for text, _ in _blocks(tmp_path, "faq.html", SPHINX_THEMES_AND_DETAILS)] == [
         "FAQ", "Can I run it offline?", "Yes, nothing is downloaded.", "Figure 1: how a request flows.",
         "parse(text)", "Parse the text.", "Table 1. Flags\nFlag | Meaning\n-b | bold"]
+
+
+def test_a_numpydoc_parameter_name_stays_apart_from_its_type(tmp_path):
+    page = ("<html><body><h1>drop_duplicates</h1><dl class='field-list'><dt class='field-odd'>Parameters</dt>"
+            "<dd><dl><dt><strong>subset</strong><span class='classifier'>column label or sequence of labels, "
+            "optional</span></dt><dd><p>Only consider certain columns.</p></dd></dl></dd></dl></body></html>")
+    texts = [text for text, _ in _blocks(tmp_path, "drop.html", page)]
+    assert any("subset : column label or sequence of labels, optional" in t for t in texts), texts

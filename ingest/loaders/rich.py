@@ -402,6 +402,9 @@ _RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
              # a FAQ's collapsed answers, all of rustdoc's documentation, every figure caption.
              # As plain blocks they are read like the rest of the page.
              ("//details | //summary | //figure | //figcaption", "div"))
+# numpydoc's parameter lists (NumPy, pandas, SciPy) write "name : type" with the colon drawn by
+# the stylesheet: read as text, the name ran into its type ("subsetcolumn label or sequence").
+_CLASSIFIER = f"//dt/span[{_class('classifier')}]"
 _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
                  "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
                  "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "font-size", "opacity",
@@ -409,7 +412,7 @@ _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-pane
                  "table-of-contents", "package-header", "titlearea", "nav-path", "navpath", "permalink",
                  "headertitle", "memtitle", "<details", "<figure", "sidebar-drawer", "toc-drawer",
                  "mobile-header", "back-to-top", "prev-next-area", "tocsection", "viewcode-link",
-                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"')
+                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"', "classifier")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
@@ -430,13 +433,16 @@ def _without_chrome(text: str) -> str:
         root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1))
         found = root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
         retitled = [(element, tag) for path, tag in _RETITLED for element in root.xpath(path)]
-        if not found and not retitled:
+        classifiers = root.xpath(_CLASSIFIER)
+        if not found and not retitled and not classifiers:
             return text
         for element in found:
             if element.getparent() is not None:
                 element.drop_tree()
         for element, tag in retitled:
             element.tag = tag
+        for element in classifiers:
+            element.text = " : " + (element.text or "")
         return lxml.html.tostring(root, encoding="unicode")
     except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
         logger.debug("page chrome kept: %s", exc)
