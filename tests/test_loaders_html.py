@@ -148,3 +148,9 @@ def test_a_numpydoc_parameter_name_stays_apart_from_its_type(tmp_path):
             "optional</span></dt><dd><p>Only consider certain columns.</p></dd></dl></dd></dl></body></html>")
     texts = [text for text, _ in _blocks(tmp_path, "drop.html", page)]
     assert any("subset : column label or sequence of labels, optional" in t for t in texts), texts
+
+
+def test_a_page_nested_deeper_than_the_parser_reads_is_read_to_its_end(tmp_path):
+    # unstructured's parser stops at 256 nested elements: the rest of the page was lost unsaid.
+    page = "<html><body><h1>Deep</h1>" + "<div>" * 300 + "Inner text." + "</div>" * 300 + "<p>After.</p></body></html>"
+    assert [text for text, _ in _blocks(tmp_path, "deep.html", page)] == ["Deep", "Inner text.", "After."]

@@ -420,21 +420,24 @@ _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 def _without_chrome(text: str) -> str:
     """The page without its chrome (``_CHROME``), and with the elements of ``_RETITLED`` given
-    the tag unstructured should read them by; the page as it is if it has neither or lxml
-    cannot parse it (unstructured then gets the same text it always did)."""
+    the tag unstructured should read them by, and no deeper than unstructured reads
+    (``_flattened``); the page as it is if it needs none of it or lxml cannot parse it
+    (unstructured then gets the same text it always did)."""
     lowered = text[:1_000_000].lower()
-    if not any(hint in lowered for hint in _CHROME_HINTS):
+    if not any(hint in lowered for hint in _CHROME_HINTS) and lowered.count("<") < _DEPTH:
         return text
     try:
         import lxml.html
 
         # An XHTML page (DocBook's) opens with an XML declaration naming its encoding, which lxml
         # refuses in text already decoded: without this its chrome was always kept.
-        root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1))
+        root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1),
+                                             parser=lxml.html.HTMLParser(huge_tree=True))
+        deep = _flattened(root)
         found = root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
         retitled = [(element, tag) for path, tag in _RETITLED for element in root.xpath(path)]
         classifiers = root.xpath(_CLASSIFIER)
-        if not found and not retitled and not classifiers:
+        if not found and not retitled and not classifiers and not deep:
             return text
         for element in found:
             if element.getparent() is not None:
@@ -447,6 +450,29 @@ def _without_chrome(text: str) -> str:
     except (ValueError, TypeError, ImportError) as exc:  # lxml.etree.ParserError is a ValueError
         logger.debug("page chrome kept: %s", exc)
         return text
+
+
+# unstructured's parser (libxml2's defaults) stops reading a page at 256 nested elements, and
+# everything after that point was lost without a word (seen with a page of 300 nested divs).
+_DEPTH = 200
+
+
+def _flattened(root: Any) -> int:
+    """Each element ``_DEPTH`` deep replaced by its text (lxml reads up to 2,048 levels with
+    ``huge_tree``): the page then reads to its end. How many were flattened."""
+    import lxml.etree
+
+    depth, cut = 0, []
+    for event, element in lxml.etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if event == "start" and depth == _DEPTH:
+            cut.append(element)
+    for element in cut:
+        content = element.text_content()
+        for child in list(element):
+            element.remove(child)
+        element.text = content
+    return len(cut)
 
 
 def _is_icon(text: str) -> bool:
