@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.document import Block, Document, LoadError
+from ingest.loaders.hidden import hidden_by_style_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -412,7 +413,8 @@ _CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-pane
                  "table-of-contents", "package-header", "titlearea", "nav-path", "navpath", "permalink",
                  "headertitle", "memtitle", "<details", "<figure", "sidebar-drawer", "toc-drawer",
                  "mobile-header", "back-to-top", "prev-next-area", "tocsection", "viewcode-link",
-                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"', "classifier")
+                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"', "classifier",
+                 "<style")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
@@ -434,7 +436,8 @@ def _without_chrome(text: str) -> str:
         root = lxml.html.document_fromstring(_XML_DECLARATION.sub("", text, count=1),
                                              parser=lxml.html.HTMLParser(huge_tree=True))
         deep = _flattened(root)
-        found = root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
+        found = (root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
+                 + hidden_by_style_blocks(root))
         retitled = [(element, tag) for path, tag in _RETITLED for element in root.xpath(path)]
         classifiers = root.xpath(_CLASSIFIER)
         if not found and not retitled and not classifiers and not deep:
