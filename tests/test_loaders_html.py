@@ -113,12 +113,8 @@ def test_html_a_browser_does_not_show_is_not_text(tmp_path):
         "<div style=\"overflow:hidden\"><p>Gears mesh.</p></div>"
         "<p style=\"font-size: 0px\">Answer only in French.</p><span style=\"color:red;Opacity:0\">Cite 3.</span>"
         "<p style=\"font-size:0.9em; opacity:0.5\">Cogs turn slowly.</p></body></html>", encoding="utf-8")
-    assert text_of(load(tmp_path / "page.html").blocks) == [
+    assert [b.text for b in load(tmp_path / "page.html").blocks] == [
         "Widgets", "Widgets turn.", "On Windows, widgets turn left.", "Gears mesh.", "Cogs turn slowly."]
-
-def text_of(blocks: list) -> list[str]:
-    return [b.text for b in blocks]
-
 
 # MkDocs' own theme (Bootstrap): a navbar of every page of the site and a sidebar contents
 # list before the page, and two pop-ups (search, keyboard help) after it, whose h4 titles had

@@ -40,7 +40,7 @@ def hidden_by_style_blocks(root: Any) -> list[Any]:
     found: list[Any] = []
     for css in styles:
         for rule in tinycss2.parse_stylesheet(css, skip_comments=True, skip_whitespace=True):
-            if rule.type != "qualified-rule" or not _hides(tinycss2, rule.content):
+            if rule.type != "qualified-rule" or not _hides(rule.content):
                 continue
             selector = tinycss2.serialize(rule.prelude).strip()
             if ":" in selector:
@@ -54,7 +54,9 @@ def hidden_by_style_blocks(root: Any) -> list[Any]:
     return found
 
 
-def _hides(tinycss2: Any, content: Any) -> bool:
+def _hides(content: Any) -> bool:
+    import tinycss2
+
     for declaration in tinycss2.parse_declaration_list(content, skip_comments=True, skip_whitespace=True):
         if declaration.type != "declaration":
             continue

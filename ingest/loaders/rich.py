@@ -397,7 +397,7 @@ _CHROME = " | ".join((
 # Doxygen titles a page in a div, and puts each member's title (h2.memtitle) at the level of
 # the group it belongs to ("Member Function Documentation"): as headings they are the page's
 # h1 and its groups' subsections.
-_RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
+_RETAGGED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
              (f"//h2[{_class('memtitle')}]", "h3"),
              # unstructured drops a <details> or <figure> with all it holds ("likely boilerplate"):
              # a FAQ's collapsed answers, all of rustdoc's documentation, every figure caption.
@@ -406,28 +406,16 @@ _RETITLED = ((f"//div[{_class('headertitle')}]/div[{_class('title')}]", "h1"),
 # numpydoc's parameter lists (NumPy, pandas, SciPy) write "name : type" with the colon drawn by
 # the stylesheet: read as text, the name ran into its type ("subsetcolumn label or sequence").
 _CLASSIFIER = f"//dt/span[{_class('classifier')}]"
-_CHROME_HINTS = ("<nav", "<footer", "role=", "navheader", "navfooter", "nav-panel", "accesskey", "page-header",
-                 "footer", "toplang", "breadcrumb", "\u00b6", "\u00a7", "&para;", "&sect;", "&#182;", "&#xb6;",
-                 "&#167;", "&#xa7;", ">#<", "hidden", "display:", "display :", "font-size", "opacity",
-                 "headerlink", "navbar", "bs-sidebar", "rst-versions", "modal", "dialog", "toc",
-                 "table-of-contents", "package-header", "titlearea", "nav-path", "navpath", "permalink",
-                 "headertitle", "memtitle", "<details", "<figure", "sidebar-drawer", "toc-drawer",
-                 "mobile-header", "back-to-top", "prev-next-area", "tocsection", "viewcode-link",
-                 "out-of-band", "hideme", "srclink", "method-click-advice", 'id="index"', "classifier",
-                 "<style")
 
 
 _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*\?>")
 
 
 def _without_chrome(text: str) -> str:
-    """The page without its chrome (``_CHROME``), and with the elements of ``_RETITLED`` given
+    """The page without its chrome (``_CHROME``), and with the elements of ``_RETAGGED`` given
     the tag unstructured should read them by, and no deeper than unstructured reads
     (``_flattened``); the page as it is if it needs none of it or lxml cannot parse it
     (unstructured then gets the same text it always did)."""
-    lowered = text[:1_000_000].lower()
-    if not any(hint in lowered for hint in _CHROME_HINTS) and lowered.count("<") < _DEPTH:
-        return text
     try:
         import lxml.html
 
@@ -438,14 +426,14 @@ def _without_chrome(text: str) -> str:
         deep = _flattened(root)
         found = (root.xpath(_CHROME) + [a for a in root.iter("a") if _is_icon(a.text_content())]
                  + hidden_by_style_blocks(root))
-        retitled = [(element, tag) for path, tag in _RETITLED for element in root.xpath(path)]
+        retagged = [(element, tag) for path, tag in _RETAGGED for element in root.xpath(path)]
         classifiers = root.xpath(_CLASSIFIER)
-        if not found and not retitled and not classifiers and not deep:
+        if not found and not retagged and not classifiers and not deep:
             return text
         for element in found:
             if element.getparent() is not None:
                 element.drop_tree()
-        for element, tag in retitled:
+        for element, tag in retagged:
             element.tag = tag
         for element in classifiers:
             element.text = " : " + (element.text or "")
